@@ -1,0 +1,118 @@
+"""One namespaced settings object, ``settings.RECOMMENDER``, with defaults.
+
+Every key the app reads is listed in ``DEFAULTS``; a key that is not there is a typo and
+fails loudly at start-up instead of being silently ignored.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+EVENT_TYPES = ("view", "search", "click", "add_to_cart", "purchase", "rating", "impression")
+
+DEFAULTS: dict[str, Any] = {
+    # Where model artifacts (versioned folders of .npy/.json/.pt files) are written.
+    "ARTIFACT_DIR": "var/artifacts",
+    # How much each event type says about a shopper's interest in an item (training weights).
+    "EVENT_WEIGHTS": {
+        "view": 1.0,
+        "search": 0.5,
+        "click": 2.0,
+        "add_to_cart": 4.0,
+        "purchase": 8.0,
+        "rating": 3.0,
+        "impression": 0.0,
+    },
+    # Events that name an item the catalog does not have yet: "placeholder" creates an
+    # empty item that a later catalog upsert fills in; "strict" rejects the batch.
+    "UNKNOWN_ITEM_POLICY": "placeholder",
+    # Largest batches accepted by the ingestion endpoints.
+    "MAX_ITEM_BATCH": 5_000,
+    "MAX_EVENT_BATCH": 10_000,
+    # Events stamped further in the future than this are rejected (client clocks drift a little).
+    "MAX_FUTURE_SKEW": timedelta(hours=1),
+    # Events older than this are rejected as impossible (a unix timestamp in ms sent as s, ...).
+    "MIN_EVENT_TIME": "2000-01-01T00:00:00+00:00",
+    # Text fields longer than these are rejected with a message naming the limit.
+    "MAX_LENGTHS": {
+        "item_id": 128,
+        "user_id": 128,
+        "event_id": 128,
+        "title": 500,
+        "description": 20_000,
+        "category": 255,
+        "brand": 255,
+        "query": 500,
+    },
+}
+
+_CHOICES = {"UNKNOWN_ITEM_POLICY": {"placeholder", "strict"}}
+
+
+class RecommenderSettings:
+    """Attribute access to ``settings.RECOMMENDER`` merged over ``DEFAULTS``."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] | None = None
+
+    def _user_settings(self) -> dict[str, Any]:
+        return dict(getattr(django_settings, "RECOMMENDER", {}) or {})
+
+    def validate(self) -> None:
+        user = self._user_settings()
+        unknown = sorted(set(user) - set(DEFAULTS))
+        if unknown:
+            raise ImproperlyConfigured(
+                f"Unknown RECOMMENDER setting(s): {', '.join(unknown)}. "
+                f"Valid keys are: {', '.join(sorted(DEFAULTS))}."
+            )
+        for key, allowed in _CHOICES.items():
+            if key in user and user[key] not in allowed:
+                raise ImproperlyConfigured(
+                    f"RECOMMENDER[{key!r}] = {user[key]!r}; use one of {sorted(allowed)}."
+                )
+        weights = user.get("EVENT_WEIGHTS", {})
+        bad = sorted(set(weights) - set(EVENT_TYPES))
+        if bad:
+            raise ImproperlyConfigured(
+                f"RECOMMENDER['EVENT_WEIGHTS'] names unknown event types {bad}; "
+                f"event types are {list(EVENT_TYPES)}."
+            )
+
+    def _merged(self) -> dict[str, Any]:
+        if self._cache is None:
+            self.validate()
+            merged = dict(DEFAULTS)
+            user = self._user_settings()
+            merged.update(user)
+            # Nested dicts merge key by key so a shop can override one weight only.
+            for key in ("EVENT_WEIGHTS", "MAX_LENGTHS"):
+                merged[key] = {**DEFAULTS[key], **user.get(key, {})}
+            self._cache = merged
+        return self._cache
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._merged()[name]
+        except KeyError:
+            raise AttributeError(f"No RECOMMENDER setting named {name!r}") from None
+
+    def reload(self) -> None:
+        self._cache = None
+
+
+settings = RecommenderSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "RECOMMENDER":
+        settings.reload()
+
+
+setting_changed.connect(_reload)

@@ -1,0 +1,1 @@
+"""Pure numpy/torch machine learning: datasets, models, metrics. Never imports Django."""

@@ -1,0 +1,56 @@
+from django.db import models
+from django.utils import timezone
+
+
+class EventType(models.IntegerChoices):
+    VIEW = 1, "view"
+    SEARCH = 2, "search"
+    CLICK = 3, "click"
+    ADD_TO_CART = 4, "add_to_cart"
+    PURCHASE = 5, "purchase"
+    RATING = 6, "rating"
+    IMPRESSION = 7, "impression"
+
+    @classmethod
+    def by_name(cls) -> dict[str, int]:
+        return {label: value for value, label in cls.choices}
+
+
+class Event(models.Model):
+    """One behaviour event of a shopper on an item."""
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey("recommender.ShopUser", on_delete=models.CASCADE, db_index=False)
+    item = models.ForeignKey("recommender.Item", on_delete=models.CASCADE, db_index=False)
+    event_type = models.PositiveSmallIntegerField(choices=EventType.choices)
+    value = models.FloatField(null=True, blank=True, help_text="Quantity, rating or dwell seconds.")
+    query = models.CharField(max_length=500, blank=True, help_text="Search query text.")
+    request_id = models.UUIDField(
+        null=True, blank=True, help_text="The recommendation request this event is attributed to."
+    )
+    timestamp = models.DateTimeField()
+    # The client's idempotency key: a retried batch stores each keyed event once.
+    event_id = models.CharField(max_length=128, null=True, blank=True)
+    ingested_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_id"],
+                condition=models.Q(event_id__isnull=False),
+                name="rec_event_unique_event_id",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["timestamp"], name="rec_event_time"),
+            models.Index(fields=["user", "timestamp"], name="rec_event_user_time"),
+            models.Index(fields=["item", "timestamp"], name="rec_event_item_time"),
+            models.Index(
+                fields=["request_id"],
+                condition=models.Q(request_id__isnull=False),
+                name="rec_event_request",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_event_type_display()} {self.user_id}->{self.item_id} @ {self.timestamp:%Y-%m-%d %H:%M}"
