@@ -1,0 +1,189 @@
+"""Write behaviour events in bulk: resolve users and items, then one insert per batch."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from ..conf import settings as rec_settings
+from ..models import Event, Item, ShopUser
+from .errors import FieldError, ValidationFailed
+from .items import check_batch_size
+from .validation import CleanEvent, validate_events
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    received: int
+    stored: int
+    duplicates: int
+    created_users: int
+    created_items: int
+
+
+def do_ingest_events(
+    records: object,
+    *,
+    unknown_items: str | None = None,
+    now: datetime | None = None,
+    max_batch: int | None = None,
+) -> IngestResult:
+    """Validate a batch of event records and store it, all or nothing.
+
+    Events with an ``event_id`` that is already stored are skipped, so a retried batch is
+    harmless. Unknown users are created; unknown items become placeholders, or reject
+    the batch when ``unknown_items`` (default: the UNKNOWN_ITEM_POLICY setting) is "strict".
+    """
+    records = check_batch_size(records, max_batch or rec_settings.MAX_EVENT_BATCH, "events")
+    clean, errors = validate_events(records, now=now)
+    if errors:
+        raise ValidationFailed(f"{len(errors)} problem(s) in the batch; nothing was written.", errors)
+    return do_write_events(clean, unknown_items=unknown_items)
+
+
+def do_write_events(events: list[CleanEvent], *, unknown_items: str | None = None) -> IngestResult:
+    """Store already-validated events in one transaction (used by the API and the importers)."""
+    policy = unknown_items or rec_settings.UNKNOWN_ITEM_POLICY
+    # A batch may repeat an event_id (a client retrying inside one batch): keep the first.
+    seen: set[str] = set()
+    unique: list[CleanEvent] = []
+    for ev in events:
+        if ev.event_id is not None:
+            if ev.event_id in seen:
+                continue
+            seen.add(ev.event_id)
+        unique.append(ev)
+    now = timezone.now()
+    with transaction.atomic():
+        users, created_users = _resolve_users(sorted({e.user_id for e in unique}), now)
+        items, created_items = _resolve_items(unique, policy, now)
+        stored = _insert_events(unique, users, items, now)
+    return IngestResult(
+        received=len(events),
+        stored=stored,
+        duplicates=len(events) - stored,
+        created_users=created_users,
+        created_items=created_items,
+    )
+
+
+def _resolve_users(external_ids: list[str], now) -> tuple[dict[str, int], int]:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(
+                "INSERT INTO recommender_shopuser (external_id, created_at) "
+                "SELECT unnest(%s::text[]), %s ON CONFLICT (external_id) DO NOTHING",
+                [external_ids, now],
+            )
+            created = cur.rowcount
+            cur.execute(
+                "SELECT external_id, id FROM recommender_shopuser WHERE external_id = ANY(%s::text[])",
+                [external_ids],
+            )
+            return dict(cur.fetchall()), created
+    before = ShopUser.objects.count()
+    ShopUser.objects.bulk_create(
+        [ShopUser(external_id=u, created_at=now) for u in external_ids], ignore_conflicts=True, batch_size=500
+    )
+    created = ShopUser.objects.count() - before
+    mapping = {}
+    for start in range(0, len(external_ids), 500):
+        chunk = external_ids[start : start + 500]
+        mapping.update(ShopUser.objects.filter(external_id__in=chunk).values_list("external_id", "id"))
+    return mapping, created
+
+
+def _lookup_items(external_ids: list[str]) -> dict[str, int]:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT external_id, id FROM recommender_item WHERE external_id = ANY(%s::text[])",
+                [external_ids],
+            )
+            return dict(cur.fetchall())
+    mapping = {}
+    for start in range(0, len(external_ids), 500):
+        chunk = external_ids[start : start + 500]
+        mapping.update(Item.objects.filter(external_id__in=chunk).values_list("external_id", "id"))
+    return mapping
+
+
+def _resolve_items(events: list[CleanEvent], policy: str, now) -> tuple[dict[str, int], int]:
+    wanted = sorted({e.item_id for e in events})
+    items = _lookup_items(wanted)
+    missing = [i for i in wanted if i not in items]
+    if not missing:
+        return items, 0
+    if policy == "strict":
+        missing_set = set(missing)
+        errors = [
+            FieldError(index, "item_id", f"Unknown item {ev.item_id!r}: add it with POST /api/v1/items first.")
+            for index, ev in enumerate(events)
+            if ev.item_id in missing_set
+        ]
+        raise ValidationFailed(
+            f"{len(missing)} unknown item(s) and the unknown-item policy is strict; nothing was written.", errors
+        )
+    Item.objects.bulk_create(
+        [Item(external_id=i, is_placeholder=True, created_at=now, updated_at=now) for i in missing],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
+    items.update(_lookup_items(missing))
+    return items, len(missing)
+
+
+_INSERT_SQL = """
+INSERT INTO recommender_event (user_id, item_id, event_type, value, query, request_id, timestamp, event_id, ingested_at)
+SELECT t.user_id, t.item_id, t.event_type, t.value, t.query, t.request_id, t.ts, t.event_id, %s
+FROM unnest(%s::bigint[], %s::bigint[], %s::smallint[], %s::float8[], %s::text[], %s::uuid[],
+            %s::timestamptz[], %s::text[]) AS t(user_id, item_id, event_type, value, query, request_id, ts, event_id)
+ON CONFLICT DO NOTHING
+"""
+
+
+def _insert_events(events: list[CleanEvent], users: dict[str, int], items: dict[str, int], now) -> int:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(
+                _INSERT_SQL,
+                [
+                    now,
+                    [users[e.user_id] for e in events],
+                    [items[e.item_id] for e in events],
+                    [e.event_type for e in events],
+                    [e.value for e in events],
+                    [e.query for e in events],
+                    [e.request_id for e in events],
+                    [e.timestamp for e in events],
+                    [e.event_id for e in events],
+                ],
+            )
+            return cur.rowcount
+    before = Event.objects.count()
+    Event.objects.bulk_create(
+        [
+            Event(
+                user_id=users[e.user_id], item_id=items[e.item_id], event_type=e.event_type, value=e.value,
+                query=e.query, request_id=e.request_id, timestamp=e.timestamp, event_id=e.event_id,
+                ingested_at=now,
+            )
+            for e in events
+        ],
+        ignore_conflicts=True,
+        batch_size=500,
+    )
+    return Event.objects.count() - before
+
+
+def do_erase_user(external_id: str) -> int | None:
+    """Erase a shopper and every event of theirs (a privacy request). Returns events deleted."""
+    with transaction.atomic():
+        user = ShopUser.objects.filter(external_id=external_id).first()
+        if user is None:
+            return None
+        deleted, _ = Event.objects.filter(user_id=user.pk).delete()
+        user.delete()
+    return deleted
