@@ -50,6 +50,11 @@ def do_upsert_items(records: object) -> UpsertResult:
     clean, errors = validate_items(records)
     if errors:
         raise ValidationFailed(f"{len(errors)} problem(s) in the batch; nothing was written.", errors)
+    return do_write_items(clean, received=len(records))
+
+
+def do_write_items(clean: list[CleanItem], *, received: int | None = None) -> UpsertResult:
+    """Insert or replace already-validated items in one transaction (API and importers)."""
     # The last record for an id wins, as if the batch were applied in order.
     by_id: dict[str, CleanItem] = {}
     for item in clean:
@@ -62,7 +67,7 @@ def do_upsert_items(records: object) -> UpsertResult:
             created = _upsert_postgres(items, now)
         else:
             created = _upsert_generic(items, now)
-    return UpsertResult(received=len(records), created=created, updated=len(items) - created)
+    return UpsertResult(received=len(clean) if received is None else received, created=created, updated=len(items) - created)
 
 
 _UPSERT_SQL = """
@@ -139,4 +144,4 @@ def do_delete_item(external_id: str) -> bool:
     )
 
 
-__all__ = ["FieldError", "UpsertResult", "content_hash", "do_delete_item", "do_upsert_items"]
+__all__ = ["FieldError", "UpsertResult", "content_hash", "do_delete_item", "do_upsert_items", "do_write_items"]

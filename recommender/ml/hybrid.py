@@ -1,0 +1,554 @@
+"""The project's main model: a small event-type-aware Transformer over each user's history.
+
+How it is trained (and why)
+---------------------------
+The offline protocol asks: given everything a user did before a cut time, which items
+that are *new to the user* will they buy in the next 30 days, among the items that exist
+by then (cold items included)? The model is trained on exactly that question, asked at
+every past purchase time of every user:
+
+* input: the user's last ``max_len`` events before the cut (item, event type, age of the
+  event relative to the cut, position), plus a learned "now" token whose output is the
+  user state ``u``;
+* targets: the items the user buys for the first time in ``[cut, cut + target_days)``,
+  scored with a multi-target softmax over the whole catalog in which the items the user
+  already had are masked out (they are excluded at recommendation time too) and items that
+  did not exist yet are masked out;
+* items: ``v_i = W text_i + g_i * e_i``, the projection of the frozen text embedding plus
+  an id embedding. ``g_i`` is 0 for items without any event before the cut (they are new
+  products, placed by their text alone, as cold items are when serving) and is randomly
+  dropped to 0 during training (``id_dropout``) so the text path learns to stand alone;
+* trend prior: ``(P u + p) . f_i(t)`` where ``f_i(t)`` holds log counts of the item's
+  distinct buyers in the last 7 and 30 days and all time before the cut, and a
+  "new product" flag. The user decides how much trends matter to them.
+
+Serving without torch: ``item_vectors() = [v_i, f_i(t_end)]`` and
+``user_vectors() = [u, P u + p]`` so their dot product is the ranking score.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from .base import EVENT_CODES, Interactions, Recommender, topk
+
+DAY = 86400
+N_AGE_BUCKETS = 24
+N_EVENT_TYPES = max(EVENT_CODES.values()) + 1
+N_POP_FEATURES = 4  # log1p(buyers 7d), log1p(buyers 30d), log1p(buyers all time), is_new
+
+
+def _age_bucket(age_seconds: np.ndarray) -> np.ndarray:
+    """Log-scale buckets of how many days ago an event happened (0 = within a day)."""
+    days = np.maximum(age_seconds, 0) / DAY
+    return np.minimum(np.floor(2.0 * np.log2(1.0 + days)), N_AGE_BUCKETS - 1).astype(np.int64)
+
+
+class _PopularityClock:
+    """Distinct buyers per item per day, to read trend features at any cut time."""
+
+    def __init__(self, user: np.ndarray, item: np.ndarray, ts: np.ndarray, n_items: int) -> None:
+        self.t0 = int(ts.min()) if len(ts) else 0
+        day = ((ts - self.t0) // DAY).astype(np.int64)
+        self.n_days = int(day.max()) + 1 if len(ts) else 1
+        n_u = int(user.max()) + 1 if len(user) else 1
+        di = np.unique((day * n_items + item) * n_u + user) // n_u  # distinct (day, item, user)
+        daily = np.zeros((self.n_days + 1, n_items), dtype=np.float32)
+        np.add.at(daily, (di // n_items + 1, di % n_items), 1.0)
+        self.cum = np.cumsum(daily, axis=0)  # cum[d] = buyers on days < d
+
+    def features(self, cut: np.ndarray) -> np.ndarray:
+        """(n_cuts, n_items, 3) log1p buyers in the last 7, 30 days and all time before each cut."""
+        d = np.clip((np.asarray(cut) - self.t0) // DAY, 0, self.n_days).astype(np.int64)
+        now = self.cum[d]
+        w7 = now - self.cum[np.maximum(d - 7, 0)]
+        w30 = now - self.cum[np.maximum(d - 30, 0)]
+        return np.log1p(np.stack([w7, w30, now], axis=-1)).astype(np.float32)
+
+
+def _build_network(n_items: int, text_dim: int, dim: int, n_layers: int, n_heads: int,
+                   max_len: int, dropout: float):
+    import torch
+    from torch import nn
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.id_emb = nn.Embedding(n_items, dim)
+            nn.init.normal_(self.id_emb.weight, std=0.02)
+            self.text_proj = nn.Linear(text_dim, dim, bias=False)
+            self.type_emb = nn.Embedding(N_EVENT_TYPES, dim)
+            self.age_emb = nn.Embedding(N_AGE_BUCKETS, dim)
+            self.pos_emb = nn.Embedding(max_len + 1, dim)
+            self.now_token = nn.Parameter(torch.zeros(dim))
+            for emb in (self.type_emb, self.age_emb, self.pos_emb):
+                nn.init.normal_(emb.weight, std=0.02)
+            layer = nn.TransformerEncoderLayer(
+                dim, n_heads, 4 * dim, dropout, activation="gelu", batch_first=True, norm_first=True
+            )
+            self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+            self.out_norm = nn.LayerNorm(dim)
+            self.out = nn.Linear(dim, dim)
+            self.pop = nn.Linear(dim, N_POP_FEATURES)
+            self.drop = nn.Dropout(dropout)
+
+        def item_table(self, text: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
+            """(n_items, dim) item vectors; ``gate`` (n_items,) scales the id part."""
+            ids = self.id_emb.weight
+            if gate is not None:
+                ids = ids * gate[:, None]
+            return self.text_proj(text) + ids
+
+        def encode(self, table: torch.Tensor, items: torch.Tensor, types: torch.Tensor,
+                   ages: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+            """items/types/ages/pad: (B, L) with left padding; returns (B, dim) user states."""
+            b, length = items.shape
+            pos = torch.arange(length - 1, -1, -1, device=items.device)  # 0 = most recent
+            x = table[items] + self.type_emb(types) + self.age_emb(ages) + self.pos_emb(pos)[None]
+            now = (self.now_token + self.pos_emb.weight[max_len] + self.age_emb.weight[0]).expand(b, 1, -1)
+            x = torch.cat([self.drop(x), now], dim=1)
+            mask = torch.cat([pad, torch.zeros(b, 1, dtype=torch.bool, device=pad.device)], dim=1)
+            h = self.encoder(x, src_key_padding_mask=mask)[:, -1]
+            return self.out(self.out_norm(h))
+
+        def user_pop(self, u: torch.Tensor) -> torch.Tensor:
+            return self.pop(u)
+
+    return Net()
+
+
+class HybridSequentialModel(Recommender):
+    """Event-type-aware Transformer over user histories, items = id + text, trend prior.
+
+    Parameters
+    ----------
+    random_state : seeds numpy and torch; the same seed and data give the same model
+    dim, n_layers, n_heads, dropout : size of the encoder
+    max_len : events of history the encoder reads (the most recent ones)
+    dedupe : keep only the latest event of each item in the history window
+    target_days : length of the future window whose new-to-user items are the targets
+    id_dropout : probability of dropping an item's id embedding in a training step
+    epochs, batch_size, lr, weight_decay : AdamW training schedule
+    half_life_days : recency weighting of training examples (None: all equal)
+    train_days : only cuts within this many days of the end of training (None: all)
+    n_threads : torch threads while fitting and encoding
+    """
+
+    kind: ClassVar[str] = "hybrid-transformer"
+
+    defaults: ClassVar[dict[str, Any]] = dict(
+        dim=64, n_layers=2, n_heads=2, dropout=0.2, max_len=50, dedupe=True, target_days=30,
+        id_dropout=0.25, epochs=10, batch_size=256, lr=2e-3, weight_decay=0.01,
+        half_life_days=None, train_days=None, n_threads=2,
+    )
+
+    def __init__(self, random_state: int | None = 0, **params: Any) -> None:
+        unknown = set(params) - set(self.defaults)
+        if unknown:
+            raise TypeError(f"HybridSequentialModel got unknown parameters {sorted(unknown)}; "
+                            f"known: {sorted(self.defaults)}")
+        super().__init__(random_state=random_state, **{**self.defaults, **params})
+        self.net = None
+        self.fit_seconds_: float | None = None
+
+    # ------------------------------------------------------------------ data preparation
+    def _prepare(self, data: Interactions) -> None:
+        order = np.lexsort((data.timestamp, data.user))
+        self._ev_user = data.user[order].astype(np.int64)
+        self._ev_item = data.item[order].astype(np.int64)
+        self._ev_ts = data.timestamp[order].astype(np.int64)
+        self._ev_type = data.event_type[order].astype(np.int64)
+        n_users = data.n_users
+        self._user_ptr = np.searchsorted(self._ev_user, np.arange(n_users + 1))
+        # first time each user met each item, per user sorted by that time
+        key = self._ev_user * data.n_items + self._ev_item
+        _, first = np.unique(key, return_index=True)  # first occurrence in (user, ts) order
+        fu, fi, ft = self._ev_user[first], self._ev_item[first], self._ev_ts[first]
+        o = np.lexsort((ft, fu))
+        self._f_item, self._f_ts = fi[o], ft[o]
+        self._f_ptr = np.searchsorted(fu[o], np.arange(n_users + 1))
+        first_seen = np.full(data.n_items, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first_seen, data.item.astype(np.int64), data.timestamp.astype(np.int64))
+        self._item_first = first_seen
+        self._t_end = int(data.timestamp.max()) + 1
+
+    def _examples(self) -> tuple[np.ndarray, ...]:
+        """One example per (user, purchase time) with at least one history event and target."""
+        p = self.params
+        w = p["target_days"] * DAY
+        users, cuts, h_end, f_mid, f_hi = [], [], [], [], []
+        for u in range(len(self._user_ptr) - 1):
+            lo, hi = self._user_ptr[u], self._user_ptr[u + 1]
+            if hi - lo < 2:
+                continue
+            t = np.unique(self._ev_ts[lo:hi])[1:]
+            if p["train_days"] is not None:
+                t = t[t >= self._t_end - p["train_days"] * DAY]
+            if not len(t):
+                continue
+            flo, fhi = self._f_ptr[u], self._f_ptr[u + 1]
+            fts = self._f_ts[flo:fhi]
+            mid = flo + np.searchsorted(fts, t, "left")
+            top = flo + np.searchsorted(fts, t + w, "left")
+            ok = top > mid
+            users.append(np.full(ok.sum(), u))
+            cuts.append(t[ok])
+            h_end.append(lo + np.searchsorted(self._ev_ts[lo:hi], t[ok], "left"))
+            f_mid.append(mid[ok])
+            f_hi.append(top[ok])
+        cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)  # noqa: E731
+        return cat(users), cat(cuts), cat(h_end), cat(f_mid), cat(f_hi)
+
+    def _sequences(self, items: np.ndarray, types: np.ndarray, ts: np.ndarray, cut: int):
+        """Last ``max_len`` events (deduplicated by item if asked) of one history."""
+        length = self.params["max_len"]
+        if self.params["dedupe"] and len(items):
+            items, types, ts = items[-4 * length:], types[-4 * length:], ts[-4 * length:]
+            rev = items[::-1]
+            _, idx = np.unique(rev, return_index=True)
+            keep = np.sort(len(items) - 1 - idx)
+            items, types, ts = items[keep], types[keep], ts[keep]
+        return items[-length:], types[-length:], _age_bucket(cut - ts[-length:])
+
+    def _batch_tensors(self, seqs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]):
+        import torch
+
+        length = max(1, max(len(s[0]) for s in seqs))
+        b = len(seqs)
+        items = np.zeros((b, length), np.int64)
+        types = np.zeros((b, length), np.int64)
+        ages = np.zeros((b, length), np.int64)
+        pad = np.ones((b, length), bool)
+        for r, (it, ty, ag) in enumerate(seqs):
+            n = len(it)
+            if n:
+                items[r, -n:], types[r, -n:], ages[r, -n:], pad[r, -n:] = it, ty, ag, False
+        return (torch.from_numpy(items), torch.from_numpy(types), torch.from_numpy(ages),
+                torch.from_numpy(pad))
+
+    # ------------------------------------------------------------------ training
+    def fit(self, data: Interactions) -> "HybridSequentialModel":
+        import torch
+
+        if data.item_text is None:
+            raise ValueError("HybridSequentialModel needs Interactions.item_text (n_items, d) "
+                             "text embeddings; embed the item titles first (recommender.ml.text)")
+        if len(data.user) == 0:
+            raise ValueError("HybridSequentialModel.fit got no events")
+        start = time.perf_counter()
+        p = self.params
+        old_threads = torch.get_num_threads()
+        torch.set_num_threads(p["n_threads"])
+        try:
+            seed = 0 if self.random_state is None else int(self.random_state)
+            rng = np.random.default_rng(seed)
+            torch.manual_seed(seed)
+            self.n_users, self.n_items = data.n_users, data.n_items
+            self._text = np.ascontiguousarray(data.item_text, dtype=np.float32)
+            self._prepare(data)
+            clock = _PopularityClock(data.user.astype(np.int64), data.item.astype(np.int64),
+                                     data.timestamp.astype(np.int64), data.n_items)
+            ex_user, ex_cut, ex_hend, ex_fmid, ex_fhi = self._examples()
+            if p["half_life_days"]:
+                ex_w = 0.5 ** ((self._t_end - ex_cut) / (p["half_life_days"] * DAY))
+            else:
+                ex_w = np.ones(len(ex_cut))
+            self.net = _build_network(self.n_items, self._text.shape[1], p["dim"], p["n_layers"],
+                                      p["n_heads"], p["max_len"], p["dropout"])
+            net = self.net
+            opt = torch.optim.AdamW(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
+            n_ex, bs = len(ex_cut), p["batch_size"]
+            steps = max(1, p["epochs"] * math.ceil(n_ex / bs))
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p["lr"], total_steps=steps,
+                                                        pct_start=0.1, anneal_strategy="cos")
+            text = torch.from_numpy(self._text)
+            item_first = self._item_first
+            w_len = p["target_days"] * DAY
+            net.train()
+            self.loss_history_: list[float] = []
+            for _epoch in range(p["epochs"] if n_ex else 0):
+                perm = rng.permutation(n_ex)
+                total = 0.0
+                for s in range(0, n_ex, bs):
+                    idx = perm[s:s + bs]
+                    b = len(idx)
+                    cut = ex_cut[idx]
+                    seqs = [
+                        self._sequences(self._ev_item[self._user_ptr[u]:h], self._ev_type[self._user_ptr[u]:h],
+                                        self._ev_ts[self._user_ptr[u]:h], c)
+                        for u, h, c in zip(ex_user[idx], ex_hend[idx], cut)
+                    ]
+                    items, types, ages, pad = self._batch_tensors(seqs)
+                    # which items exist (warm) at each cut, which appear within the window
+                    warm = item_first[None, :] < cut[:, None]
+                    exists = item_first[None, :] < (cut + w_len)[:, None]
+                    keep_id = (rng.random(self.n_items) >= p["id_dropout"]).astype(np.float32)
+                    gate = torch.from_numpy(keep_id)
+                    table_text = net.text_proj(text)
+                    ids = net.id_emb.weight
+                    table = table_text + ids * gate[:, None]
+                    u_vec = net.encode(table, items, types, ages, pad)
+                    warm_t = torch.from_numpy(warm.astype(np.float32))
+                    logits = u_vec @ table_text.T + warm_t * ((u_vec @ ids.T) * gate[None, :])
+                    feats = np.concatenate([clock.features(cut), (~warm)[..., None].astype(np.float32)], -1)
+                    logits = logits + torch.einsum("bf,bif->bi", net.user_pop(u_vec), torch.from_numpy(feats))
+                    # mask items already had and items that do not exist yet
+                    invalid = ~exists
+                    rows_h, cols_h, rows_t, cols_t = [], [], [], []
+                    for r, (u, m, h) in enumerate(zip(ex_user[idx], ex_fmid[idx], ex_fhi[idx])):
+                        lo = self._f_ptr[u]
+                        rows_h.append(np.full(m - lo, r))
+                        cols_h.append(self._f_item[lo:m])
+                        rows_t.append(np.full(h - m, r))
+                        cols_t.append(self._f_item[m:h])
+                    invalid[np.concatenate(rows_h), np.concatenate(cols_h)] = True
+                    rt, ct = np.concatenate(rows_t), np.concatenate(cols_t)
+                    logits = logits.masked_fill(torch.from_numpy(invalid), float("-inf"))
+                    logp = torch.log_softmax(logits, dim=1)
+                    n_t = np.bincount(rt, minlength=b).astype(np.float32)
+                    tw = torch.from_numpy((ex_w[idx][rt] / n_t[rt]).astype(np.float32))
+                    loss = -(logp[torch.from_numpy(rt), torch.from_numpy(ct)] * tw).sum() / float(ex_w[idx].sum())
+                    opt.zero_grad()
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                    opt.step()
+                    sched.step()
+                    total += float(loss) * b
+                self.loss_history_.append(total / max(n_ex, 1))
+            net.eval()
+            self._finalise(clock)
+        finally:
+            torch.set_num_threads(old_threads)
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    def _finalise(self, clock: _PopularityClock) -> None:
+        """Fix serving arrays: item vectors at the end of training and every user's state."""
+        self._warm = (self._item_first < self._t_end).astype(np.float32)
+        pop = clock.features(np.array([self._t_end]))[0]
+        self._item_feat = np.concatenate([pop, (1.0 - self._warm)[:, None]], axis=1).astype(np.float32)
+        # each user's latest history window, kept for serving and for appending new events
+        length = self.params["max_len"]
+        self._hist_items = np.zeros((self.n_users, length), np.int32)
+        self._hist_types = np.zeros((self.n_users, length), np.int8)
+        self._hist_ts = np.zeros((self.n_users, length), np.int64)
+        self._hist_len = np.zeros(self.n_users, np.int32)
+        for u in range(self.n_users):
+            lo, hi = self._user_ptr[u], self._user_ptr[u + 1]
+            it, ty, ts = self._ev_item[lo:hi], self._ev_type[lo:hi], self._ev_ts[lo:hi]
+            if self.params["dedupe"] and len(it):
+                it, ty, ts = it[-4 * length:], ty[-4 * length:], ts[-4 * length:]
+                _, ix = np.unique(it[::-1], return_index=True)
+                keep = np.sort(len(it) - 1 - ix)
+                it, ty, ts = it[keep], ty[keep], ts[keep]
+            it, ty, ts = it[-length:], ty[-length:], ts[-length:]
+            n = len(it)
+            self._hist_len[u] = n
+            if n:
+                self._hist_items[u, -n:], self._hist_types[u, -n:], self._hist_ts[u, -n:] = it, ty, ts
+        self._compute_item_table()
+        seqs = [self._user_history(u) for u in range(self.n_users)]
+        self._user_vecs = self._encode(seqs, self._t_end)
+
+    def _user_history(self, u: int):
+        n = self._hist_len[u]
+        sl = slice(self._hist_items.shape[1] - n, None)
+        return (self._hist_items[u, sl].astype(np.int64), self._hist_types[u, sl].astype(np.int64),
+                self._hist_ts[u, sl])
+
+    def _compute_item_table(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            text = torch.from_numpy(self._text)
+            table = self.net.text_proj(text)
+            n_id = self.net.id_emb.weight.shape[0]
+            warm = torch.from_numpy(self._warm[:n_id])
+            table[:n_id] += self.net.id_emb.weight * warm[:, None]
+        self._item_table = table.numpy().astype(np.float32)
+
+    def _encode(self, seqs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], now: int | np.ndarray,
+                batch_size: int = 512) -> np.ndarray:
+        """(n, dim + N_POP_FEATURES) user vectors of raw histories (items, types, timestamps)."""
+        import torch
+
+        if self.net is None:
+            raise RuntimeError("HybridSequentialModel is not fitted; call fit() or load() first")
+        now = np.broadcast_to(np.asarray(now, dtype=np.int64), (len(seqs),))
+        out = np.zeros((len(seqs), self.params["dim"] + N_POP_FEATURES), np.float32)
+        old = torch.get_num_threads()
+        torch.set_num_threads(self.params["n_threads"])
+        try:
+            table = torch.from_numpy(self._item_table)
+            with torch.no_grad():
+                for s in range(0, len(seqs), batch_size):
+                    chunk = [self._sequences(it, ty, ts, c) for (it, ty, ts), c in
+                             zip(seqs[s:s + batch_size], now[s:s + batch_size])]
+                    items, types, ages, pad = self._batch_tensors(chunk)
+                    u = self.net.encode(table, items, types, ages, pad)
+                    out[s:s + len(chunk)] = torch.cat([u, self.net.user_pop(u)], 1).numpy()
+        finally:
+            torch.set_num_threads(old)
+        return out
+
+    # ------------------------------------------------------------------ serving
+    def item_vectors(self) -> np.ndarray:
+        """(n_items, dim + 4) float32 item vectors; ``user_vectors() @ item_vectors().T`` are the scores."""
+        return np.concatenate([self._item_table, self._item_feat], axis=1).astype(np.float32)
+
+    def user_vectors(self) -> np.ndarray:
+        """(n_users, dim + 4) float32 encoded state of each user's training history."""
+        return self._user_vecs.copy()
+
+    def _rank(self, uvecs: np.ndarray, k: int, exclude, candidates) -> tuple[np.ndarray, np.ndarray]:
+        scores = uvecs @ self.item_vectors().T
+        if candidates is not None:
+            allowed = np.zeros(scores.shape[1], bool)
+            allowed[np.asarray(candidates, dtype=np.int64)] = True
+            scores[:, ~allowed] = -np.inf
+        if exclude is not None:
+            for r, ex in enumerate(exclude):
+                if ex is not None and len(ex):
+                    scores[r, np.asarray(ex, dtype=np.int64)] = -np.inf
+        return topk(scores, k)
+
+    def recommend(self, users: np.ndarray, k: int = 10, *, exclude: list[np.ndarray] | None = None,
+                  candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items for users from the state of their training history (see base class)."""
+        users = np.asarray(users, dtype=np.int64)
+        if exclude is not None and len(exclude) != len(users):
+            raise ValueError(f"exclude has {len(exclude)} rows for {len(users)} users")
+        return self._rank(self._user_vecs[users], k, exclude, candidates)
+
+    def recommend_sequences(
+        self,
+        sequences: Sequence[np.ndarray],
+        event_types: Sequence[np.ndarray] | None = None,
+        k: int = 10,
+        *,
+        timestamps: Sequence[np.ndarray] | None = None,
+        now: int | None = None,
+        exclude: list[np.ndarray] | None = None,
+        candidates: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` for arbitrary histories (a session, or a user's events after training).
+
+        Parameters
+        ----------
+        sequences : per history, (n_i,) item indices oldest first
+        event_types : per history, (n_i,) ``EVENT_CODES``; purchases when None
+        timestamps : per history, (n_i,) unix seconds; when None all events are "just now"
+        now : the time the recommendation is for (default: the latest timestamp given, or
+            the end of training)
+        """
+        seqs = self._raw_sequences(sequences, event_types, timestamps)
+        if now is None:
+            latest = [int(s[2].max()) + 1 for s in seqs if len(s[2])]
+            now = max([self._t_end, *latest])
+        uvecs = self._encode(seqs, now)
+        return self._rank(uvecs, k, exclude, candidates)
+
+    def encode_sequences(self, sequences, event_types=None, timestamps=None, now: int | None = None) -> np.ndarray:
+        """(n, dim + 4) user vectors of arbitrary histories, for serving without torch later."""
+        seqs = self._raw_sequences(sequences, event_types, timestamps)
+        return self._encode(seqs, self._t_end if now is None else now)
+
+    def _raw_sequences(self, sequences, event_types, timestamps):
+        out = []
+        for r, s in enumerate(sequences):
+            it = np.asarray(s, dtype=np.int64)
+            if len(it) and (it.min() < 0 or it.max() >= self.n_items):
+                raise ValueError(f"sequence {r} has item indices outside [0, {self.n_items}); "
+                                 "register new items with add_items() first")
+            ty = (np.full(len(it), EVENT_CODES["purchase"], np.int64) if event_types is None
+                  else np.asarray(event_types[r], dtype=np.int64))
+            ts = (np.full(len(it), self._t_end - 1, np.int64) if timestamps is None
+                  else np.asarray(timestamps[r], dtype=np.int64))
+            out.append((it, ty, ts))
+        return out
+
+    def add_items(self, item_text: np.ndarray) -> np.ndarray:
+        """Register items that appeared after training, placed by their text alone.
+
+        Parameters
+        ----------
+        item_text : (m, text_dim) float32 L2-normalised text embeddings
+
+        Returns
+        -------
+        (m,) the new item indices (``n_items`` .. ``n_items + m - 1``)
+        """
+        import torch
+
+        item_text = np.asarray(item_text, dtype=np.float32).reshape(-1, self._text.shape[1])
+        new = np.arange(self.n_items, self.n_items + len(item_text))
+        with torch.no_grad():
+            vecs = self.net.text_proj(torch.from_numpy(item_text)).numpy()
+        feat = np.zeros((len(item_text), N_POP_FEATURES), np.float32)
+        feat[:, -1] = 1.0  # a new product, like the cold items seen in training
+        self._text = np.concatenate([self._text, item_text])
+        self._item_table = np.concatenate([self._item_table, vecs.astype(np.float32)])
+        self._item_feat = np.concatenate([self._item_feat, feat])
+        self._warm = np.concatenate([self._warm, np.zeros(len(item_text), np.float32)])
+        self.n_items += len(item_text)
+        return new
+
+    def similar_items(self, items: np.ndarray, k: int = 10, *,
+                      candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Cosine neighbours in the item output space (id + text), never the item itself."""
+        items = np.asarray(items, dtype=np.int64)
+        v = self._item_table / np.maximum(np.linalg.norm(self._item_table, axis=1, keepdims=True), 1e-12)
+        scores = v[items] @ v.T
+        if candidates is not None:
+            allowed = np.zeros(scores.shape[1], bool)
+            allowed[np.asarray(candidates, dtype=np.int64)] = True
+            scores[:, ~allowed] = -np.inf
+        scores[np.arange(len(items)), items] = -np.inf
+        return topk(scores, k)
+
+    # ------------------------------------------------------------------ persistence
+    _ARRAYS = ("_text", "_item_table", "_item_feat", "_warm", "_user_vecs", "_hist_items",
+               "_hist_types", "_hist_ts", "_hist_len")
+
+    def _state(self) -> dict[str, np.ndarray]:
+        arrays = {name.lstrip("_"): getattr(self, name) for name in self._ARRAYS}
+        arrays["meta"] = np.array([self.n_users, self.n_items, self._t_end], dtype=np.int64)
+        return arrays
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        for name in self._ARRAYS:
+            setattr(self, name, arrays[name.lstrip("_")])
+        self.n_users, self.n_items, self._t_end = (int(x) for x in arrays["meta"])
+
+    def save(self, path: str | Path) -> None:
+        """params.json + one .npy per array + weights.safetensors; no pickle."""
+        from safetensors.torch import save_file
+
+        if self.net is None:
+            raise RuntimeError("HybridSequentialModel is not fitted; nothing to save")
+        super().save(path)
+        path = Path(path)
+        meta = json.loads((path / "params.json").read_text())
+        meta["n_items_trained"] = int(self.net.id_emb.weight.shape[0])
+        (path / "params.json").write_text(json.dumps(meta, indent=2, default=str))
+        save_file({k: v.detach().contiguous() for k, v in self.net.state_dict().items()},
+                  str(path / "weights.safetensors"))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "HybridSequentialModel":
+        from safetensors.torch import load_file
+
+        model = super().load(path)
+        path = Path(path)
+        meta = json.loads((path / "params.json").read_text())
+        p = model.params
+        model.net = _build_network(meta["n_items_trained"], model._text.shape[1], p["dim"],
+                                   p["n_layers"], p["n_heads"], p["max_len"], p["dropout"])
+        model.net.load_state_dict(load_file(str(path / "weights.safetensors")))
+        model.net.eval()
+        return model
