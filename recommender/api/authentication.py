@@ -54,3 +54,6 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return f'{self.keyword} realm="api"'
+
+
+from . import schema  # noqa: E402,F401  (registers the OpenAPI description of this scheme)

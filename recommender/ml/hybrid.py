@@ -318,7 +318,7 @@ class HybridSequentialModel(Recommender):
                     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                     opt.step()
                     sched.step()
-                    total += float(loss) * b
+                    total += float(loss.detach()) * b
                 self.loss_history_.append(total / max(n_ex, 1))
             net.eval()
             self._finalise(clock)

@@ -1,0 +1,19 @@
+# One image for the web process, the Celery worker and Celery beat.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY recommender ./recommender
+# The CPU build of torch first, so that the ml extra does not pull a CUDA build.
+RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+    && pip install '.[ml,server]'
+
+COPY manage.py ./
+COPY shop_recs ./shop_recs
+COPY templates ./templates
+RUN DJANGO_SECRET_KEY=build-only python manage.py collectstatic --noinput
+
+EXPOSE 8000
+CMD ["gunicorn", "shop_recs.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--timeout", "60"]

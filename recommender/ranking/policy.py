@@ -1,0 +1,586 @@
+"""The exposure policy: re-rank model candidates so long-tail items get fair, measured exposure.
+
+Pure numpy; never imports Django. The Django side maps the merchandisers' admin rows to
+:class:`PolicyConfig` / :class:`Promotion`, the request to :class:`RequestFilters`, and
+the catalog to :class:`CatalogArrays`, then calls :func:`rerank`.
+
+What :func:`rerank` does, in order of precedence (a later step never undoes an earlier one)
+
+1. **Hard filters.** A candidate is dropped when its id is negative or its score is not
+   finite (``ml.base.topk`` pads with ``-1`` / ``-inf``), when the user bought it, when the
+   request excludes it (ids, category, price range, in stock), when it is inactive, when
+   a merchandiser buried it, or when its impressions today have reached its daily cap.
+   Duplicate candidates keep their best-scored row.
+2. **Pins.** Eligible pinned items come first, in pin order. A pin does not need to be a
+   candidate (it is the merchandiser's decision), but it must pass the hard filters;
+   a pin that is also buried is buried.
+3. **Policy score.** Model scores are standardised over the eligible candidates,
+   ``z = (s - mean) / std`` (``std = 1`` when all are equal), so every boost is in
+   *standard deviations of this list's scores* and does not depend on the model's score
+   scale: multiplying the scores by a positive number or adding a constant changes
+   nothing. ``policy score = z + tail_boost * is_tail + sum of active promotion boosts``.
+   A boost of 1.0 lifts an item past everything less than one standard deviation above it.
+4. **Greedy fill** of the remaining positions, one at a time:
+
+   * *tail quota*: with ``t(p)`` the tail items among the first ``p``, the position is
+     reserved for a tail item when ``t(p) < floor(min_tail_share * (p + 1))``;
+   * *exploration*: at a position in ``exploration_positions`` the best (by policy score)
+     never-shown item that the quota allows is taken, when there is one;
+   * otherwise the item with the highest MMR value
+     ``(1 - diversity) * policy_score - diversity * max cosine to the items already placed``
+     (pins included) among those the quota allows; with ``diversity = 0`` this is plain
+     policy-score order.
+
+Tail-quota guarantee. Let ``P`` be the number of pins placed and ``T`` the number of
+eligible, unpinned tail candidates. For every prefix length ``p > P``::
+
+    t(p) >= min(floor(min_tail_share * p), t(P) + min(p - P, T))
+
+so without pins the quota ``t(p) >= floor(share * p)`` holds in every prefix until the tail
+candidates run out, and from then on every one of them is already in the list (the rest
+is filled with head items; the list is not shortened). Pins come before the quota: head
+pins may leave a deficit, which the following positions make up one tail item each.
+
+The list is ``k`` long, or shorter when fewer than ``k`` items are eligible.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from .segments import EPS
+
+REASON_PINNED = "pinned"
+REASON_PROMOTED = "promoted"
+REASON_DEMOTED = "demoted"
+REASON_LONG_TAIL = "long-tail boost"
+REASON_TAIL_QUOTA = "tail quota"
+REASON_EXPLORATION = "exploration"
+REASON_DIVERSITY = "diversity"
+
+SEGMENT_HEAD = "head"
+SEGMENT_TAIL = "tail"
+
+def _aware_ts(value: datetime | None, name: str, default: float) -> float:
+    if value is None:
+        return default
+    if value.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware (UTC); got naive {value.isoformat()}.")
+    return value.timestamp()
+
+
+def _ids(values: Sequence[int] | np.ndarray | None) -> np.ndarray:
+    return np.asarray(values if values is not None else (), dtype=np.int64).reshape(-1)
+
+
+@dataclass(frozen=True, eq=False)
+class CatalogArrays:
+    """Per-item arrays of the whole catalog, indexed by item index.
+
+    Attributes
+    ----------
+    is_head : (n_items,) bool, head segment (see :func:`.segments.head_mask`)
+    category : (n_items,) int, category code; -1 for none
+    price : (n_items,) float, NaN when unknown (fails any price-range filter)
+    in_stock : (n_items,) bool
+    impressions_today : (n_items,) int, recommendation impressions since midnight UTC
+    ever_shown : (n_items,) bool, has ever had a recommendation impression
+    vectors : (n_items, d) float or None, item vectors for diversity (cosine; need not be
+        normalised). None switches diversity off.
+    is_active : (n_items,) bool or None; None means every item is active
+    """
+
+    is_head: np.ndarray
+    category: np.ndarray
+    price: np.ndarray
+    in_stock: np.ndarray
+    impressions_today: np.ndarray
+    ever_shown: np.ndarray
+    vectors: np.ndarray | None = None
+    is_active: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.is_head)
+        for name, dtype in (
+            ("is_head", bool),
+            ("category", np.int64),
+            ("price", np.float64),
+            ("in_stock", bool),
+            ("impressions_today", np.int64),
+            ("ever_shown", bool),
+            ("is_active", bool),
+        ):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            arr = np.asarray(value, dtype=dtype)
+            if arr.shape != (n,):
+                raise ValueError(
+                    f"CatalogArrays.{name} has shape {arr.shape}; every per-item array must "
+                    f"have shape ({n},) like is_head."
+                )
+            object.__setattr__(self, name, arr)
+        if self.vectors is not None:
+            vec = np.asarray(self.vectors)
+            if vec.ndim != 2 or vec.shape[0] != n:
+                raise ValueError(f"CatalogArrays.vectors has shape {vec.shape}; expected ({n}, d).")
+            object.__setattr__(self, "vectors", vec)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.is_head)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Promotion:
+    """A boost for one item or one category, active for ``start <= now < end``.
+
+    ``boost`` is in standard deviations of the candidates' scores (negative demotes);
+    ``start`` / ``end`` are timezone-aware, and None leaves that side open. Give exactly
+    one of ``item`` (an item index) or ``category`` (a category code).
+    """
+
+    boost: float
+    item: int | None = None
+    category: int | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if (self.item is None) == (self.category is None):
+            raise ValueError("A Promotion targets exactly one of item or category; give one.")
+        if not math.isfinite(self.boost):
+            raise ValueError(f"Promotion.boost must be a finite number, got {self.boost}.")
+        start = _aware_ts(self.start, "Promotion.start", -math.inf)
+        end = _aware_ts(self.end, "Promotion.end", math.inf)
+        if end <= start:
+            raise ValueError(f"Promotion ends ({self.end}) before or when it starts ({self.start}).")
+
+    def is_active(self, now: datetime) -> bool:
+        """Whether the promotion applies at ``now`` (start inclusive, end exclusive)."""
+        t = _aware_ts(now, "now", 0.0)
+        return (
+            _aware_ts(self.start, "start", -math.inf) <= t < _aware_ts(self.end, "end", math.inf)
+        )
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class PolicyConfig:
+    """The merchandisers' exposure policy, as plain values.
+
+    Attributes
+    ----------
+    tail_boost : added to the standardised score of tail items (standard deviations)
+    min_tail_share : in [0, 1]; every prefix of length p holds >= floor(share * p) tail
+        items while tail candidates last (see the module docstring)
+    diversity : MMR strength lambda in [0, 1]; 0 is off, 1 ranks by dissimilarity alone
+    exploration_positions : 0-based list positions reserved for never-shown items
+    promotions : item and category boosts with time windows
+    pinned : item indices placed first, in this order, when eligible
+    buried : item indices never returned
+    daily_impression_cap : items with ``impressions_today >= cap`` are removed; None is no cap
+    item_impression_caps : per-item caps, overriding ``daily_impression_cap``
+    """
+
+    tail_boost: float = 0.0
+    min_tail_share: float = 0.0
+    diversity: float = 0.0
+    exploration_positions: tuple[int, ...] = ()
+    promotions: tuple[Promotion, ...] = ()
+    pinned: tuple[int, ...] = ()
+    buried: tuple[int, ...] = ()
+    daily_impression_cap: int | None = None
+    item_impression_caps: Mapping[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.tail_boost):
+            raise ValueError(f"tail_boost must be a finite number, got {self.tail_boost}.")
+        if not 0.0 <= self.min_tail_share <= 1.0:
+            raise ValueError(f"min_tail_share must be in [0, 1], got {self.min_tail_share}.")
+        if not 0.0 <= self.diversity <= 1.0:
+            raise ValueError(f"diversity (MMR lambda) must be in [0, 1], got {self.diversity}.")
+        if any(p < 0 for p in self.exploration_positions):
+            raise ValueError(
+                f"exploration_positions are 0-based list positions; got {self.exploration_positions}."
+            )
+        caps = [self.daily_impression_cap, *self.item_impression_caps.values()]
+        if any(c is not None and c < 0 for c in caps):
+            raise ValueError("Impression caps must be >= 0 (0 hides the item); got a negative cap.")
+        # Precomputed once per policy (policies change rarely, requests are many).
+        set_ = object.__setattr__
+        set_(self, "_explore", frozenset(int(p) for p in self.exploration_positions))
+        set_(self, "_pinned", np.asarray(list(dict.fromkeys(self.pinned)), dtype=np.int64))
+        set_(self, "_buried", _ids(self.buried))
+        keys = np.asarray(sorted(self.item_impression_caps), dtype=np.int64)
+        vals = np.asarray([self.item_impression_caps[int(i)] for i in keys], dtype=np.float64)
+        set_(self, "_cap_items", keys)
+        set_(self, "_cap_values", vals)
+        promos = self.promotions
+        set_(self, "_p_start", np.array([_aware_ts(p.start, "start", -np.inf) for p in promos]))
+        set_(self, "_p_end", np.array([_aware_ts(p.end, "end", np.inf) for p in promos]))
+        set_(self, "_p_boost", np.array([p.boost for p in promos], dtype=np.float64))
+        set_(self, "_p_is_item", np.array([p.item is not None for p in promos], dtype=bool))
+        set_(
+            self,
+            "_p_target",
+            np.array([p.item if p.item is not None else p.category for p in promos], dtype=np.int64),
+        )
+
+    @property
+    def has_caps(self) -> bool:
+        return self.daily_impression_cap is not None or len(self._cap_items) > 0
+
+    def caps_for(self, items: np.ndarray) -> np.ndarray:
+        """Daily impression cap of each item, ``inf`` where uncapped.
+
+        Parameters
+        ----------
+        items : (n,) int item indices
+
+        Returns
+        -------
+        caps : (n,) float64
+        """
+        default = np.inf if self.daily_impression_cap is None else float(self.daily_impression_cap)
+        caps = np.full(len(items), default)
+        if len(self._cap_items):
+            pos = np.searchsorted(self._cap_items, items).clip(max=len(self._cap_items) - 1)
+            hit = self._cap_items[pos] == items
+            caps[hit] = self._cap_values[pos[hit]]
+        return caps
+
+    def promotion_boost(self, items: np.ndarray, categories: np.ndarray, now: datetime) -> np.ndarray:
+        """Sum of the boosts of the promotions active at ``now``, per item.
+
+        Parameters
+        ----------
+        items : (n,) int item indices
+        categories : (n,) int their category codes
+        now : timezone-aware
+
+        Returns
+        -------
+        boost : (n,) float64
+        """
+        out = np.zeros(len(items))
+        if not len(self._p_boost):
+            return out
+        t = _aware_ts(now, "now", 0.0)
+        active = (self._p_start <= t) & (t < self._p_end)
+        for is_item, keys in ((True, items), (False, categories)):
+            sel = active & (self._p_is_item == is_item)
+            if not sel.any():
+                continue
+            # Several promotions may hit one target; they add up.
+            targets, inv = np.unique(self._p_target[sel], return_inverse=True)
+            totals = np.bincount(inv, weights=self._p_boost[sel])
+            pos = np.searchsorted(targets, keys).clip(max=len(targets) - 1)
+            hit = targets[pos] == keys
+            out[hit] += totals[pos[hit]]
+        return out
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class RequestFilters:
+    """Filters the request asks for.
+
+    Attributes
+    ----------
+    categories : category codes allowed; None allows all
+    min_price, max_price : inclusive bounds; None is open. Items with unknown price fail
+        whenever a bound is given.
+    exclude_ids : item indices never returned (e.g. the item on the page)
+    in_stock_only : drop items that are out of stock
+    """
+
+    categories: tuple[int, ...] | None = None
+    min_price: float | None = None
+    max_price: float | None = None
+    exclude_ids: Sequence[int] | np.ndarray = ()
+    in_stock_only: bool = True
+
+    def __post_init__(self) -> None:
+        if self.min_price is not None and self.max_price is not None:
+            if self.min_price > self.max_price:
+                raise ValueError(
+                    f"min_price ({self.min_price}) is above max_price ({self.max_price}); swap them."
+                )
+        object.__setattr__(self, "_exclude", _ids(self.exclude_ids))
+        cats = None if self.categories is None else np.asarray(self.categories, dtype=np.int64)
+        object.__setattr__(self, "_categories", cats)
+
+
+_NO_FILTERS = RequestFilters()
+
+
+@dataclass(frozen=True, eq=False)
+class RankedList:
+    """The re-ranked list, best first.
+
+    Attributes
+    ----------
+    ids : (m,) int64 item indices, ``m <= k``
+    scores : (m,) float64 the model's scores; NaN for a pinned item that was not a candidate
+    policy_scores : (m,) float64 the policy scores used for ordering (see module docstring);
+        NaN where ``scores`` is
+    reasons : m lists of reason strings: the candidate source's first, then the policy's
+        (``REASON_*`` constants)
+    segments : m of ``"head"`` / ``"tail"``
+    """
+
+    ids: np.ndarray
+    scores: np.ndarray
+    policy_scores: np.ndarray
+    reasons: list[list[str]]
+    segments: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def eligible_mask(
+    items: np.ndarray,
+    catalog: CatalogArrays,
+    policy: PolicyConfig,
+    request: RequestFilters = _NO_FILTERS,
+    bought: np.ndarray | None = None,
+) -> np.ndarray:
+    """Which items pass the hard filters (step 1 of :func:`rerank`).
+
+    Parameters
+    ----------
+    items : (n,) int item indices in ``[0, n_items)``
+    catalog, policy, request : as in :func:`rerank`
+    bought : (b,) int item indices the user already bought, or None
+
+    Returns
+    -------
+    ok : (n,) bool
+    """
+    ok = np.ones(len(items), dtype=bool)
+    if catalog.is_active is not None:
+        ok &= catalog.is_active[items]
+    if request.in_stock_only:
+        ok &= catalog.in_stock[items]
+    if request._categories is not None:
+        ok &= np.isin(catalog.category[items], request._categories)
+    if request.min_price is not None or request.max_price is not None:
+        price = catalog.price[items]
+        # NaN compares False, so an unknown price fails either bound.
+        if request.min_price is not None:
+            ok &= price >= request.min_price
+        if request.max_price is not None:
+            ok &= price <= request.max_price
+    if policy.has_caps:
+        ok &= catalog.impressions_today[items] < policy.caps_for(items)
+    removed = [a for a in (policy._buried, request._exclude, bought) if a is not None and len(a)]
+    if removed:
+        ok &= ~np.isin(items, np.concatenate(removed) if len(removed) > 1 else removed[0])
+    return ok
+
+
+def rerank(
+    candidates: np.ndarray,
+    scores: np.ndarray,
+    catalog: CatalogArrays,
+    policy: PolicyConfig,
+    k: int,
+    now: datetime,
+    *,
+    request: RequestFilters = _NO_FILTERS,
+    bought: np.ndarray | None = None,
+    candidate_reasons: Sequence[Sequence[str]] | None = None,
+) -> RankedList:
+    """Apply the exposure policy to a user's candidates; see the module docstring.
+
+    Parameters
+    ----------
+    candidates : (n,) int item indices from the candidate source; -1 entries are ignored
+    scores : (n,) float model scores, higher is better; non-finite entries are ignored
+    catalog : per-item arrays of the whole catalog
+    policy : the merchandisers' exposure policy
+    k : list length wanted, >= 0
+    now : timezone-aware time at which promotions are evaluated
+    request : filters the request asks for
+    bought : (b,) int item indices the user already bought, never returned
+    candidate_reasons : n sequences of reason strings from the candidate source, passed
+        through to the output (e.g. "similar to an item you bought"), or None
+
+    Returns
+    -------
+    RankedList
+        ``min(k, eligible pins + eligible candidates)`` items, best first.
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}.")
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware (UTC); got a naive datetime.")
+    cand = np.asarray(candidates)
+    raw = np.asarray(scores, dtype=np.float64)
+    if cand.ndim != 1 or cand.shape != raw.shape:
+        raise ValueError(
+            f"candidates {cand.shape} and scores {raw.shape} must be 1-d arrays of one length."
+        )
+    if candidate_reasons is not None and len(candidate_reasons) != len(cand):
+        raise ValueError(
+            f"candidate_reasons has {len(candidate_reasons)} entries for {len(cand)} candidates."
+        )
+    n_items = catalog.n_items
+    if len(cand) and cand.max() >= n_items:
+        raise ValueError(f"candidate item index {cand.max()} is outside the catalog ({n_items} items).")
+    pins = policy._pinned
+    if len(pins) and (pins.min() < 0 or pins.max() >= n_items):
+        raise ValueError(f"a pinned item index is outside the catalog ({n_items} items): {pins}.")
+
+    # Rows best-first by model score (stable, so ties keep the source's order); a duplicate
+    # item then keeps its first, i.e. best, row.
+    rows = np.flatnonzero((cand >= 0) & np.isfinite(raw))
+    rows = rows[np.argsort(-raw[rows], kind="stable")]
+    items = cand[rows].astype(np.int64, copy=False)
+    if len(items) > 1:
+        _, first = np.unique(items, return_index=True)
+        if len(first) != len(items):
+            first.sort()
+            rows, items = rows[first], items[first]
+
+    ok = eligible_mask(items, catalog, policy, request, bought)
+    rows, items = rows[ok], items[ok]
+    s = raw[rows]
+
+    # Standardise so boosts and MMR trade-offs mean the same whatever the model's scale.
+    if len(s):
+        std = float(s.std())
+        z = (s - s.mean()) / (std if std > 0 else 1.0)
+    else:
+        z = s
+    is_tail = ~catalog.is_head[items]
+    promo = policy.promotion_boost(items, catalog.category[items], now)
+    adj = z + policy.tail_boost * is_tail + promo
+
+    # Pins: eligible ones, in pin order; taken out of the pool.
+    if len(pins):
+        pins = pins[eligible_mask(pins, catalog, policy, request, bought)][:k]
+    pin_in_pool = np.isin(items, pins) if len(pins) else np.zeros(len(items), dtype=bool)
+    # Where each pin sits among the eligible candidates; -1 when it is not a candidate.
+    where = {int(items[r]): int(r) for r in np.flatnonzero(pin_in_pool)}
+    pin_src = [where.get(int(i), -1) for i in pins]
+
+    # Pool: everything else, by policy score (stable: ties keep model-score order).
+    keep = np.flatnonzero(~pin_in_pool)
+    keep = keep[np.argsort(-adj[keep], kind="stable")]
+    order = _fill(keep, adj, is_tail, items, catalog, policy, pins, k - len(pins))
+
+    # Assemble: pins then the greedy picks.
+    picked_src = pin_src + [int(keep[j]) for j, _ in order]
+    flags = [(REASON_PINNED,)] * len(pins) + [f for _, f in order]
+    ids = np.concatenate([pins, items[keep[[j for j, _ in order]]]]).astype(np.int64)
+    n_out = len(ids)
+    out_scores = np.full(n_out, np.nan)
+    out_policy = np.full(n_out, np.nan)
+    reasons: list[list[str]] = []
+    for pos, src in enumerate(picked_src):
+        why: list[str] = []
+        if src >= 0:
+            out_scores[pos] = s[src]
+            out_policy[pos] = adj[src]
+            if candidate_reasons is not None:
+                why.extend(candidate_reasons[int(rows[src])])
+        why.extend(flags[pos])
+        if src >= 0 and flags[pos] != (REASON_PINNED,):
+            if promo[src] > 0:
+                why.append(REASON_PROMOTED)
+            elif promo[src] < 0:
+                why.append(REASON_DEMOTED)
+            if policy.tail_boost > 0 and is_tail[src]:
+                why.append(REASON_LONG_TAIL)
+        reasons.append(why)
+    heads = catalog.is_head[ids]
+    segments = [SEGMENT_HEAD if h else SEGMENT_TAIL for h in heads.tolist()]
+    return RankedList(ids, out_scores, out_policy, reasons, segments)
+
+
+def _fill(
+    keep: np.ndarray,
+    adj: np.ndarray,
+    is_tail: np.ndarray,
+    items: np.ndarray,
+    catalog: CatalogArrays,
+    policy: PolicyConfig,
+    pins: np.ndarray,
+    slots: int,
+) -> list[tuple[int, tuple[str, ...]]]:
+    """Greedy fill of the positions after the pins (step 4 of the module docstring).
+
+    Parameters
+    ----------
+    keep : (m,) int indices into the eligible arrays, sorted by policy score, best first
+    adj, is_tail, items : (n_eligible,) policy score, tail flag and item index
+    pins : (P,) int the pinned items already placed
+    slots : positions left to fill
+
+    Returns
+    -------
+    picks : (position in ``keep``, policy reason codes) per filled position, in order
+    """
+    m = len(keep)
+    slots = min(slots, m)
+    if slots <= 0:
+        return []
+    lam = policy.diversity if catalog.vectors is not None else 0.0
+    share = policy.min_tail_share
+    explore = policy._explore
+    tail = is_tail[keep]
+    never = ~catalog.ever_shown[items[keep]]
+    avail = np.ones(m, dtype=bool)
+    tail_left = int(tail.sum())
+    tail_count = int((~catalog.is_head[pins]).sum()) if len(pins) else 0
+    start = len(pins)
+
+    if lam > 0:
+        vec = catalog.vectors[items[keep]].astype(np.float32, copy=False)
+        norm = np.linalg.norm(vec, axis=1, keepdims=True)
+        unit = vec / np.where(norm > 0, norm, 1.0)
+        # Start at -1 (the least possible cosine): a constant, so the first pick is by
+        # score, and the first max() then leaves exactly the similarities.
+        max_sim = np.full(m, -1.0, dtype=np.float32)
+        if len(pins):
+            pv = catalog.vectors[pins].astype(np.float32, copy=False)
+            pn = np.linalg.norm(pv, axis=1, keepdims=True)
+            max_sim = np.maximum(max_sim, (unit @ (pv / np.where(pn > 0, pn, 1.0)).T).max(axis=1))
+        base = (1.0 - lam) * adj[keep]
+        neg_inf = np.float64(-np.inf)
+
+    def best(mask: np.ndarray) -> int:
+        if lam > 0:
+            return int(np.where(mask, base - lam * max_sim, neg_inf).argmax())
+        return int(mask.argmax())  # keep is sorted, so the first allowed is the best
+
+    picks: list[tuple[int, tuple[str, ...]]] = []
+    for pos in range(start, start + slots):
+        why: list[str] = []
+        forced = tail_left > 0 and tail_count < math.floor(share * (pos + 1) + EPS)
+        allowed = avail & tail if forced else avail
+        j = -1
+        if pos in explore:
+            fresh = allowed & never
+            if fresh.any():
+                j = int(fresh.argmax())  # by policy score, not MMR: the slot is for learning
+                why.append(REASON_EXPLORATION)
+        if j < 0:
+            j = best(allowed)
+            if lam > 0 and int(allowed.argmax()) != j:
+                why.append(REASON_DIVERSITY)
+        if forced and not tail[best(avail)]:
+            why.insert(0, REASON_TAIL_QUOTA)
+        picks.append((j, tuple(why)))
+        avail[j] = False
+        if tail[j]:
+            tail_count += 1
+            tail_left -= 1
+        if lam > 0:
+            np.maximum(max_sim, unit @ unit[j], out=max_sim)
+    return picks
