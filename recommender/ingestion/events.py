@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -72,15 +73,17 @@ def do_write_events(events: list[CleanEvent], *, unknown_items: str | None = Non
 def _resolve_users(external_ids: list[str], now) -> tuple[dict[str, int], int]:
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
+            ids_json = orjson.dumps(external_ids).decode()
             cur.execute(
                 "INSERT INTO recommender_shopuser (external_id, created_at) "
-                "SELECT unnest(%s::text[]), %s ON CONFLICT (external_id) DO NOTHING",
-                [external_ids, now],
+                "SELECT json_array_elements_text(%s::json), %s ON CONFLICT (external_id) DO NOTHING",
+                [ids_json, now],
             )
             created = cur.rowcount
             cur.execute(
-                "SELECT external_id, id FROM recommender_shopuser WHERE external_id = ANY(%s::text[])",
-                [external_ids],
+                "SELECT external_id, id FROM recommender_shopuser "
+                "WHERE external_id IN (SELECT json_array_elements_text(%s::json))",
+                [ids_json],
             )
             return dict(cur.fetchall()), created
     before = ShopUser.objects.count()
@@ -99,8 +102,9 @@ def _lookup_items(external_ids: list[str]) -> dict[str, int]:
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
             cur.execute(
-                "SELECT external_id, id FROM recommender_item WHERE external_id = ANY(%s::text[])",
-                [external_ids],
+                "SELECT external_id, id FROM recommender_item "
+                "WHERE external_id IN (SELECT json_array_elements_text(%s::json))",
+                [orjson.dumps(external_ids).decode()],
             )
             return dict(cur.fetchall())
     mapping = {}
@@ -135,11 +139,12 @@ def _resolve_items(events: list[CleanEvent], policy: str, now) -> tuple[dict[str
     return items, len(missing)
 
 
+# The rows travel as one JSON document: quoting one string is C-speed, whereas Django's
+# client-side binding quotes every element of an array parameter in Python (10x slower).
 _INSERT_SQL = """
 INSERT INTO recommender_event (user_id, item_id, event_type, value, query, request_id, timestamp, event_id, ingested_at)
-SELECT t.user_id, t.item_id, t.event_type, t.value, t.query, t.request_id, t.ts, t.event_id, %s
-FROM unnest(%s::bigint[], %s::bigint[], %s::smallint[], %s::float8[], %s::text[], %s::uuid[],
-            %s::timestamptz[], %s::text[]) AS t(user_id, item_id, event_type, value, query, request_id, ts, event_id)
+SELECT t.u, t.i, t.t, t.v, coalesce(t.q, ''), t.r, t.ts, t.e, %s
+FROM json_to_recordset(%s::json) AS t(u bigint, i bigint, t smallint, v float8, q text, r uuid, ts timestamptz, e text)
 ON CONFLICT DO NOTHING
 """
 
@@ -147,20 +152,14 @@ ON CONFLICT DO NOTHING
 def _insert_events(events: list[CleanEvent], users: dict[str, int], items: dict[str, int], now) -> int:
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
-            cur.execute(
-                _INSERT_SQL,
-                [
-                    now,
-                    [users[e.user_id] for e in events],
-                    [items[e.item_id] for e in events],
-                    [e.event_type for e in events],
-                    [e.value for e in events],
-                    [e.query for e in events],
-                    [e.request_id for e in events],
-                    [e.timestamp for e in events],
-                    [e.event_id for e in events],
-                ],
-            )
+            rows = [
+                {
+                    "u": users[e.user_id], "i": items[e.item_id], "t": e.event_type, "v": e.value,
+                    "q": e.query or None, "r": e.request_id, "ts": e.timestamp, "e": e.event_id,
+                }
+                for e in events
+            ]
+            cur.execute(_INSERT_SQL, [now, orjson.dumps(rows).decode()])
             return cur.rowcount
     before = Event.objects.count()
     Event.objects.bulk_create(
