@@ -74,11 +74,9 @@ _UPSERT_SQL = """
 INSERT INTO recommender_item AS i (external_id, title, description, category, brand, price,
     attributes, is_active, in_stock, is_placeholder, text_hash, deleted_at, created_at, updated_at)
 SELECT t.external_id, t.title, t.description, t.category, t.brand, t.price,
-    t.attributes, t.is_active, t.in_stock, false, t.text_hash, NULL, %(now)s, %(now)s
-FROM unnest(%(external_id)s::text[], %(title)s::text[], %(description)s::text[], %(category)s::text[],
-    %(brand)s::text[], %(price)s::numeric[], %(attributes)s::jsonb[], %(is_active)s::bool[],
-    %(in_stock)s::bool[], %(text_hash)s::text[])
-    AS t(external_id, title, description, category, brand, price, attributes, is_active, in_stock, text_hash)
+    coalesce(t.attributes, '{}'::jsonb), t.is_active, t.in_stock, false, t.text_hash, NULL, %(now)s, %(now)s
+FROM json_to_recordset(%(rows)s::json) AS t(external_id text, title text, description text, category text,
+    brand text, price numeric, attributes jsonb, is_active bool, in_stock bool, text_hash text)
 ON CONFLICT (external_id) DO UPDATE SET
     title = EXCLUDED.title, description = EXCLUDED.description, category = EXCLUDED.category,
     brand = EXCLUDED.brand, price = EXCLUDED.price, attributes = EXCLUDED.attributes,
@@ -89,23 +87,18 @@ RETURNING (xmax = 0) AS inserted
 
 
 def _upsert_postgres(items: list[CleanItem], now) -> int:
-    from psycopg.types.json import Jsonb
-
-    params = {
-        "now": now,
-        "external_id": [i.item_id for i in items],
-        "title": [i.title for i in items],
-        "description": [i.description for i in items],
-        "category": [i.category for i in items],
-        "brand": [i.brand for i in items],
-        "price": [i.price for i in items],
-        "attributes": [Jsonb(i.attributes) for i in items],
-        "is_active": [i.is_active for i in items],
-        "in_stock": [i.in_stock for i in items],
-        "text_hash": [content_hash(i.title, i.description, i.category, i.brand, i.price) for i in items],
-    }
+    # One JSON document rather than array parameters: see the note in events.py.
+    rows = [
+        {
+            "external_id": i.item_id, "title": i.title, "description": i.description, "category": i.category,
+            "brand": i.brand, "price": None if i.price is None else str(i.price), "attributes": i.attributes,
+            "is_active": i.is_active, "in_stock": i.in_stock,
+            "text_hash": content_hash(i.title, i.description, i.category, i.brand, i.price),
+        }
+        for i in items
+    ]
     with connection.cursor() as cur:
-        cur.execute(_UPSERT_SQL, params)
+        cur.execute(_UPSERT_SQL, {"now": now, "rows": orjson.dumps(rows).decode()})
         return sum(1 for (inserted,) in cur.fetchall() if inserted)
 
 
