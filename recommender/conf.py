@@ -37,6 +37,17 @@ DEFAULTS: dict[str, Any] = {
     "MAX_FUTURE_SKEW": timedelta(hours=1),
     # Events older than this are rejected as impossible (a unix timestamp in ms sent as s, ...).
     "MIN_EVENT_TIME": "2000-01-01T00:00:00+00:00",
+    # Text embeddings: a local sentence-transformers folder (None = the packaged all-MiniLM-L6-v2;
+    # name a multilingual model's folder for shops with Chinese or mixed-language titles).
+    "TEXT_MODEL_PATH": None,
+    "EMBED_BATCH_SIZE": 256,
+    # Training: how far back the snapshot reaches, the validation window of the quality gate,
+    # and how much worse than the active model a new version may be and still be activated.
+    "TRAINING_WINDOW_DAYS": 365,
+    "VALIDATION_DAYS": 14,
+    "QUALITY_GATE_TOLERANCE": 0.05,
+    "TRAINING_PARAMS": {},
+    "SEGMENTS": 8,
     # Text fields longer than these are rejected with a message naming the limit.
     "MAX_LENGTHS": {
         "item_id": 128,

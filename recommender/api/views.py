@@ -11,6 +11,7 @@ from ..ingestion import do_ingest_events, do_upsert_items
 from ..ingestion.events import do_erase_user
 from ..ingestion.items import do_delete_item
 from ..models import Item
+from ..tasks import queue_embedding_after_commit
 from . import serializers as s
 from .permissions import HasScope
 
@@ -30,6 +31,7 @@ class ItemBatchView(ScopedView):
     )
     def post(self, request):
         result = do_upsert_items(request.data)
+        queue_embedding_after_commit()
         return Response(asdict(result))
 
 

@@ -1,0 +1,1 @@
+"""Database -> arrays: interaction snapshots, id maps, texts to embed."""

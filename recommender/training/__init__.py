@@ -1,0 +1,1 @@
+"""Snapshot features, call ml/, write versioned artifacts and ModelVersion rows."""
