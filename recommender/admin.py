@@ -2,7 +2,7 @@
 from django.contrib import admin, messages
 
 from .api.apikeys import do_create_api_key, parse_scopes
-from .models import APIKey, Event, Item, ModelVersion, ShopUser
+from .models import APIKey, Event, InterestSegment, Item, ModelVersion, ShopUser, TrainingRun
 
 
 @admin.register(Item)
@@ -59,6 +59,61 @@ class APIKeyAdmin(admin.ModelAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "status", "is_active", "created_at", "activated_at")
+    list_display = ("name", "kind", "status", "is_active", "validation_ndcg", "created_at", "activated_at")
     list_filter = ("status", "is_active", "kind")
     readonly_fields = [f.name for f in ModelVersion._meta.fields]
+    actions = ["activate_selected"]
+
+    @admin.display(description="validation NDCG@10")
+    def validation_ndcg(self, obj):
+        value = (obj.metrics or {}).get("validation", {}).get("NDCG@10")
+        return "-" if value is None else f"{value:.4f}"
+
+    @admin.action(description="Activate the selected version (roll back or forward)")
+    def activate_selected(self, request, queryset):
+        from .training.pipeline import do_activate
+
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
+            return
+        version = queryset.get()
+        if version.status not in (ModelVersion.Status.READY, ModelVersion.Status.REJECTED):
+            self.message_user(request, f"{version.name} is {version.status}; only finished versions can serve.", messages.ERROR)
+            return
+        do_activate(version)
+        self.message_user(request, f"{version.name} is now the active model.")
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ("pk", "status", "stage", "progress_percent", "trigger", "model_version", "created_at", "finished_at")
+    list_filter = ("status", "trigger")
+    readonly_fields = [f.name for f in TrainingRun._meta.fields if f.name != "force_activate"]
+    actions = ["retrain_now"]
+
+    @admin.display(description="progress")
+    def progress_percent(self, obj):
+        return f"{obj.progress:.0%}"
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Retrain now (queue a new training run)")
+    def retrain_now(self, request, queryset):
+        from .tasks import train_model
+        from .training.pipeline import do_queue_training
+
+        run = do_queue_training("admin")
+        try:
+            train_model.delay(run.pk)
+        except Exception as exc:  # broker down: say so instead of a 500
+            self.message_user(request, f"Could not queue the run: {exc}", messages.ERROR)
+            return
+        self.message_user(request, f"Queued training run {run.pk}; refresh this page to follow its progress.")
+
+
+@admin.register(InterestSegment)
+class InterestSegmentAdmin(admin.ModelAdmin):
+    list_display = ("model_version", "index", "label", "size")
+    list_filter = ("model_version",)
+    readonly_fields = [f.name for f in InterestSegment._meta.fields]

@@ -5,6 +5,10 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-0123456789-abcd
 os.environ.setdefault("DJANGO_DEBUG", "0")
 os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "0")
+# Tests about background work use a real worker and the local Redis; each test session gets
+# its own queue so that messages left by another run are never consumed.
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("CELERY_TASK_DEFAULT_QUEUE", f"tests-{os.getpid()}")
 
 from .settings import *  # noqa: E402,F403
 

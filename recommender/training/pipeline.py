@@ -159,7 +159,8 @@ def _train_locked(run: TrainingRun) -> TrainingRun:
         since = until - timedelta(days=rec_settings.TRAINING_WINDOW_DAYS)
         report("snapshot", 0.05, "reading events and catalog")
         snap = load_snapshot(since=since, until=until)
-        data = snap.interactions
+        # Impressions (weight 0) say what was shown, not what was wanted: not training signal.
+        data = protocol.subset(snap.interactions, snap.interactions.weight > 0)
         timings["snapshot_s"] = time.perf_counter() - t0
         report("snapshot", 0.1, f"{len(data.user):,} events, {data.n_users:,} users, {data.n_items:,} items")
         if len(data.user) == 0:
