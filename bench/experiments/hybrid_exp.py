@@ -129,6 +129,29 @@ def main(argv):
     secs = time.time() - t0
     print("loss", " ".join(f"{x:.3f}" for x in m.loss_history_))
     print(fmt("hybrid " + " ".join(a for a in argv if "=" in a), run_model(split, m), secs), flush=True)
+    diagnose(split, m)
+    name = "_".join(a for a in argv if "=" in a) or "default"
+    m.save(f"var/hybrid_cache/models/{'test' if use_test else 'val'}_{name}")
+
+
+def diagnose(split, m):
+    """Median rank of truth items, cold vs warm, and the learned trend weights."""
+    u = m.user_vectors()[split.test_users]
+    s = u @ m.item_vectors().T
+    allowed = np.zeros(s.shape[1], bool)
+    allowed[split.candidates] = True
+    s[:, ~allowed] = -np.inf
+    for r, ex in enumerate(split.exclude):
+        s[r, ex] = -np.inf
+    rank = (-s).argsort(1).argsort(1)
+    cold_r, warm_r = [], []
+    for r, t in enumerate(split.truth):
+        for i in t:
+            (cold_r if split.cold[i] else warm_r).append(rank[r, i])
+    print("median rank cold %.0f warm %.0f | cold in top20 of lists: %.3f" % (
+        np.median(cold_r), np.median(warm_r), split.cold[np.argsort(-s, 1)[:, :20]].mean()))
+    pu = u[:, -4:]
+    print("mean user trend weights (7d, 30d, all, new):", np.round(pu.mean(0), 3))
 
 
 if __name__ == "__main__":

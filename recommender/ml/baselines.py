@@ -289,6 +289,19 @@ class ItemKNN(ScoringRecommender):
         self._fitted = True
 
 
+def _spd_inverse(g: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive definite matrix via Cholesky (about 3x faster than inv)."""
+    from scipy.linalg import lapack
+
+    c, info = lapack.dpotrf(g, lower=False, clean=False)
+    if info == 0:
+        p, info = lapack.dpotri(c, lower=False)
+        if info == 0:
+            upper = np.triu(p)
+            return upper + np.triu(upper, 1).T
+    return np.linalg.inv(g)  # not numerically SPD: fall back to LU
+
+
 def _csr_state(prefix: str, m) -> dict[str, np.ndarray]:
     return {
         f"{prefix}_data": m.data,
@@ -337,7 +350,7 @@ class EASE(ScoringRecommender):
         xk = x[:, idx]
         g = np.asarray((xk.T @ xk).todense(), dtype=np.float64)
         g[np.diag_indices_from(g)] += self.l2
-        p = np.linalg.inv(g)
+        p = _spd_inverse(g)
         b = p / (-np.diag(p))
         b[np.diag_indices_from(b)] = 0.0
         self.items_ = idx.astype(np.int64)

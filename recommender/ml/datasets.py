@@ -403,7 +403,12 @@ def load_interchange(
     (1-based, the header is line 1; the first line of a multi-line quoted row) and reason:
     wrong number of fields, missing required value, unknown event type, bad timestamp,
     bad price or value, duplicate ``item_id`` (the first row wins) or duplicate
-    ``event_id`` (the first event wins). Extra columns are ignored.
+    ``event_id`` (the first event wins). Extra columns are ignored. Blank lines are skipped.
+
+    Each event's weight is the weight of its type (``event_weights``); its ``value``
+    (quantity, rating, dwell seconds; NaN when absent) is kept in
+    ``interactions.extra["value"]`` for models that want it. ``impression`` events are
+    accepted too (weight 0 by default).
 
     Parameters
     ----------

@@ -20,10 +20,16 @@ every past purchase time of every user:
   dropped to 0 during training (``id_dropout``) so the text path learns to stand alone;
 * trend prior: ``(P u + p) . f_i(t)`` where ``f_i(t)`` holds log counts of the item's
   distinct buyers in the last 7 and 30 days and all time before the cut, and a
-  "new product" flag. The user decides how much trends matter to them.
+  "new product" flag. The user decides how much trends matter to them;
+* text profile (``content=True``): ``beta_u * cos(profile_u, text_i)`` where ``profile_u``
+  is an age-weighted mean of the history's text embeddings (weights learned per age
+  bucket) and ``beta_u`` a learned function of ``u``: the content-only signal at full text
+  resolution, which places cold and rare items better than the projection alone.
 
-Serving without torch: ``item_vectors() = [v_i, f_i(t_end)]`` and
-``user_vectors() = [u, P u + p]`` so their dot product is the ranking score.
+Serving without torch: ``item_vectors() = [v_i, f_i(t_end), text_i]`` and
+``user_vectors() = [u, P u + p, beta_u * profile_u]`` (widths dim, 4 and text_dim) so
+their dot product is the ranking score. Trend features are frozen at the end of
+training; retrain (or refresh them) as time goes by.
 """
 from __future__ import annotations
 
@@ -49,6 +55,14 @@ def _age_bucket(age_seconds: np.ndarray) -> np.ndarray:
     return np.minimum(np.floor(2.0 * np.log2(1.0 + days)), N_AGE_BUCKETS - 1).astype(np.int64)
 
 
+def _ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers and positions of the concatenated ranges ``lo[r]:hi[r]``."""
+    n = hi - lo
+    rows = np.repeat(np.arange(len(lo)), n)
+    starts = np.repeat(lo - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
+    return rows, starts + np.arange(n.sum())
+
+
 class _PopularityClock:
     """Distinct buyers per item per day, to read trend features at any cut time."""
 
@@ -72,7 +86,7 @@ class _PopularityClock:
 
 
 def _build_network(n_items: int, text_dim: int, dim: int, n_layers: int, n_heads: int,
-                   max_len: int, dropout: float):
+                   max_len: int, dropout: float, content: bool):
     import torch
     from torch import nn
 
@@ -94,7 +108,10 @@ def _build_network(n_items: int, text_dim: int, dim: int, n_layers: int, n_heads
             self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
             self.out_norm = nn.LayerNorm(dim)
             self.out = nn.Linear(dim, dim)
-            self.pop = nn.Linear(dim, N_POP_FEATURES)
+            # trend weights per user, plus (with ``content``) the user's weight on text similarity
+            self.pop = nn.Linear(dim, N_POP_FEATURES + int(content))
+            self.profile_age = nn.Embedding(N_AGE_BUCKETS, 1)  # how much each age counts in the profile
+            nn.init.zeros_(self.profile_age.weight)
             self.drop = nn.Dropout(dropout)
 
         def item_table(self, text: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
@@ -119,6 +136,24 @@ def _build_network(n_items: int, text_dim: int, dim: int, n_layers: int, n_heads
         def user_pop(self, u: torch.Tensor) -> torch.Tensor:
             return self.pop(u)
 
+        def profile(self, text: torch.Tensor, items: torch.Tensor, ages: torch.Tensor,
+                    pad: torch.Tensor) -> torch.Tensor:
+            """(B, text_dim) unit-length, age-weighted mean text of each history."""
+            logit = self.profile_age(ages)[..., 0].masked_fill(pad, float("-inf"))
+            w = torch.softmax(logit, dim=1).nan_to_num(0.0)  # an empty history has no profile
+            prof = torch.einsum("bl,bld->bd", w, text[items])
+            return prof / prof.norm(dim=1, keepdim=True).clamp_min(1e-6)
+
+        def user_vector(self, text: torch.Tensor, table: torch.Tensor, items: torch.Tensor,
+                        types: torch.Tensor, ages: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
+            """(B, dim + N_POP_FEATURES [+ text_dim]): the served user vector."""
+            u = self.encode(table, items, types, ages, pad)
+            w = self.user_pop(u)
+            parts = [u, w[:, :N_POP_FEATURES]]
+            if content:
+                parts.append(w[:, N_POP_FEATURES:] * self.profile(text, items, ages, pad))
+            return torch.cat(parts, dim=1)
+
     return Net()
 
 
@@ -136,15 +171,23 @@ class HybridSequentialModel(Recommender):
     epochs, batch_size, lr, weight_decay : AdamW training schedule
     half_life_days : recency weighting of training examples (None: all equal)
     train_days : only cuts within this many days of the end of training (None: all)
+    warmup_days : no cuts in the first days of the log, where every item looks new
+    content : add ``beta_u * cos(text profile of the history, text_i)`` to the score, with
+        ``beta_u`` learned per user (the content-only peer's signal, at full text resolution)
     n_threads : torch threads while fitting and encoding
     """
 
     kind: ClassVar[str] = "hybrid-transformer"
 
+    #: A fast configuration for the tiny synthetic test shops.
+    test_params: ClassVar[dict[str, Any]] = dict(dim=16, n_layers=1, max_len=10, epochs=30, batch_size=64,
+                                                 lr=1e-2, dropout=0.1, warmup_days=0,
+                                                 n_threads=1)
+
     defaults: ClassVar[dict[str, Any]] = dict(
         dim=64, n_layers=2, n_heads=2, dropout=0.2, max_len=50, dedupe=True, target_days=30,
         id_dropout=0.25, epochs=10, batch_size=256, lr=2e-3, weight_decay=0.01,
-        half_life_days=None, train_days=None, n_threads=2,
+        half_life_days=None, train_days=None, warmup_days=30, content=True, n_threads=2,
     )
 
     def __init__(self, random_state: int | None = 0, **params: Any) -> None:
@@ -176,6 +219,7 @@ class HybridSequentialModel(Recommender):
         np.minimum.at(first_seen, data.item.astype(np.int64), data.timestamp.astype(np.int64))
         self._item_first = first_seen
         self._t_end = int(data.timestamp.max()) + 1
+        self._t_start = int(data.timestamp.min())
 
     def _examples(self) -> tuple[np.ndarray, ...]:
         """One example per (user, purchase time) with at least one history event and target."""
@@ -189,6 +233,8 @@ class HybridSequentialModel(Recommender):
             t = np.unique(self._ev_ts[lo:hi])[1:]
             if p["train_days"] is not None:
                 t = t[t >= self._t_end - p["train_days"] * DAY]
+            # at the start of the log every item looks new; those cuts would teach that "new" means popular
+            t = t[t >= self._t_start + p["warmup_days"] * DAY]
             if not len(t):
                 continue
             flo, fhi = self._f_ptr[u], self._f_ptr[u + 1]
@@ -259,7 +305,7 @@ class HybridSequentialModel(Recommender):
             else:
                 ex_w = np.ones(len(ex_cut))
             self.net = _build_network(self.n_items, self._text.shape[1], p["dim"], p["n_layers"],
-                                      p["n_heads"], p["max_len"], p["dropout"])
+                                      p["n_heads"], p["max_len"], p["dropout"], p["content"])
             net = self.net
             opt = torch.optim.AdamW(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
             n_ex, bs = len(ex_cut), p["batch_size"]
@@ -269,6 +315,12 @@ class HybridSequentialModel(Recommender):
             text = torch.from_numpy(self._text)
             item_first = self._item_first
             w_len = p["target_days"] * DAY
+            # the input windows never change: build them once
+            all_seq = self._batch_tensors([
+                self._sequences(self._ev_item[self._user_ptr[u]:h], self._ev_type[self._user_ptr[u]:h],
+                                self._ev_ts[self._user_ptr[u]:h], c)
+                for u, h, c in zip(ex_user, ex_hend, ex_cut)
+            ]) if n_ex else None
             net.train()
             self.loss_history_: list[float] = []
             for _epoch in range(p["epochs"] if n_ex else 0):
@@ -278,12 +330,7 @@ class HybridSequentialModel(Recommender):
                     idx = perm[s:s + bs]
                     b = len(idx)
                     cut = ex_cut[idx]
-                    seqs = [
-                        self._sequences(self._ev_item[self._user_ptr[u]:h], self._ev_type[self._user_ptr[u]:h],
-                                        self._ev_ts[self._user_ptr[u]:h], c)
-                        for u, h, c in zip(ex_user[idx], ex_hend[idx], cut)
-                    ]
-                    items, types, ages, pad = self._batch_tensors(seqs)
+                    items, types, ages, pad = (x[idx] for x in all_seq)
                     # which items exist (warm) at each cut, which appear within the window
                     warm = item_first[None, :] < cut[:, None]
                     exists = item_first[None, :] < (cut + w_len)[:, None]
@@ -296,18 +343,17 @@ class HybridSequentialModel(Recommender):
                     warm_t = torch.from_numpy(warm.astype(np.float32))
                     logits = u_vec @ table_text.T + warm_t * ((u_vec @ ids.T) * gate[None, :])
                     feats = np.concatenate([clock.features(cut), (~warm)[..., None].astype(np.float32)], -1)
-                    logits = logits + torch.einsum("bf,bif->bi", net.user_pop(u_vec), torch.from_numpy(feats))
+                    w_user = net.user_pop(u_vec)
+                    logits = logits + torch.einsum("bf,bif->bi", w_user[:, :N_POP_FEATURES], torch.from_numpy(feats))
+                    if p["content"]:
+                        prof = net.profile(text, items, ages, pad)
+                        logits = logits + w_user[:, N_POP_FEATURES:] * (prof @ text.T)
                     # mask items already had and items that do not exist yet
                     invalid = ~exists
-                    rows_h, cols_h, rows_t, cols_t = [], [], [], []
-                    for r, (u, m, h) in enumerate(zip(ex_user[idx], ex_fmid[idx], ex_fhi[idx])):
-                        lo = self._f_ptr[u]
-                        rows_h.append(np.full(m - lo, r))
-                        cols_h.append(self._f_item[lo:m])
-                        rows_t.append(np.full(h - m, r))
-                        cols_t.append(self._f_item[m:h])
-                    invalid[np.concatenate(rows_h), np.concatenate(cols_h)] = True
-                    rt, ct = np.concatenate(rows_t), np.concatenate(cols_t)
+                    rh, ch = _ranges(self._f_ptr[ex_user[idx]], ex_fmid[idx])
+                    invalid[rh, self._f_item[ch]] = True
+                    rt, ct = _ranges(ex_fmid[idx], ex_fhi[idx])
+                    ct = self._f_item[ct]
                     logits = logits.masked_fill(torch.from_numpy(invalid), float("-inf"))
                     logp = torch.log_softmax(logits, dim=1)
                     n_t = np.bincount(rt, minlength=b).astype(np.float32)
@@ -374,36 +420,44 @@ class HybridSequentialModel(Recommender):
 
     def _encode(self, seqs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], now: int | np.ndarray,
                 batch_size: int = 512) -> np.ndarray:
-        """(n, dim + N_POP_FEATURES) user vectors of raw histories (items, types, timestamps)."""
+        """(n, width) user vectors of raw histories (items, types, timestamps)."""
         import torch
 
-        if self.net is None:
-            raise RuntimeError("HybridSequentialModel is not fitted; call fit() or load() first")
+        self._check_fitted()
         now = np.broadcast_to(np.asarray(now, dtype=np.int64), (len(seqs),))
-        out = np.zeros((len(seqs), self.params["dim"] + N_POP_FEATURES), np.float32)
+        width = self.params["dim"] + N_POP_FEATURES + (self._text.shape[1] if self.params["content"] else 0)
+        out = np.zeros((len(seqs), width), np.float32)
         old = torch.get_num_threads()
         torch.set_num_threads(self.params["n_threads"])
         try:
             table = torch.from_numpy(self._item_table)
+            text = torch.from_numpy(self._text)
             with torch.no_grad():
                 for s in range(0, len(seqs), batch_size):
                     chunk = [self._sequences(it, ty, ts, c) for (it, ty, ts), c in
                              zip(seqs[s:s + batch_size], now[s:s + batch_size])]
                     items, types, ages, pad = self._batch_tensors(chunk)
-                    u = self.net.encode(table, items, types, ages, pad)
-                    out[s:s + len(chunk)] = torch.cat([u, self.net.user_pop(u)], 1).numpy()
+                    out[s:s + len(chunk)] = self.net.user_vector(text, table, items, types, ages, pad).numpy()
         finally:
             torch.set_num_threads(old)
         return out
 
     # ------------------------------------------------------------------ serving
     def item_vectors(self) -> np.ndarray:
-        """(n_items, dim + 4) float32 item vectors; ``user_vectors() @ item_vectors().T`` are the scores."""
-        return np.concatenate([self._item_table, self._item_feat], axis=1).astype(np.float32)
+        """(n_items, width) float32 item vectors; ``user_vectors() @ item_vectors().T`` are the scores.
+
+        ``width = dim + 4 (+ text_dim with content)``: ``[v_i, f_i(t_end), text_i]``.
+        """
+        parts = [self._item_table, self._item_feat] + ([self._text] if self.params["content"] else [])
+        return np.concatenate(parts, axis=1).astype(np.float32)
 
     def user_vectors(self) -> np.ndarray:
-        """(n_users, dim + 4) float32 encoded state of each user's training history."""
+        """(n_users, width) float32 encoded state of each user's training history (see item_vectors)."""
         return self._user_vecs.copy()
+
+    def _check_fitted(self) -> None:
+        if self.net is None:
+            raise RuntimeError("HybridSequentialModel is not fitted; call fit() or load() first")
 
     def _rank(self, uvecs: np.ndarray, k: int, exclude, candidates) -> tuple[np.ndarray, np.ndarray]:
         scores = uvecs @ self.item_vectors().T
@@ -420,6 +474,7 @@ class HybridSequentialModel(Recommender):
     def recommend(self, users: np.ndarray, k: int = 10, *, exclude: list[np.ndarray] | None = None,
                   candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items for users from the state of their training history (see base class)."""
+        self._check_fitted()
         users = np.asarray(users, dtype=np.int64)
         if exclude is not None and len(exclude) != len(users):
             raise ValueError(f"exclude has {len(exclude)} rows for {len(users)} users")
@@ -454,7 +509,7 @@ class HybridSequentialModel(Recommender):
         return self._rank(uvecs, k, exclude, candidates)
 
     def encode_sequences(self, sequences, event_types=None, timestamps=None, now: int | None = None) -> np.ndarray:
-        """(n, dim + 4) user vectors of arbitrary histories, for serving without torch later."""
+        """(n, width) user vectors of arbitrary histories, for serving without torch later."""
         seqs = self._raw_sequences(sequences, event_types, timestamps)
         return self._encode(seqs, self._t_end if now is None else now)
 
@@ -501,6 +556,7 @@ class HybridSequentialModel(Recommender):
     def similar_items(self, items: np.ndarray, k: int = 10, *,
                       candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Cosine neighbours in the item output space (id + text), never the item itself."""
+        self._check_fitted()
         items = np.asarray(items, dtype=np.int64)
         v = self._item_table / np.maximum(np.linalg.norm(self._item_table, axis=1, keepdims=True), 1e-12)
         scores = v[items] @ v.T
@@ -548,7 +604,7 @@ class HybridSequentialModel(Recommender):
         meta = json.loads((path / "params.json").read_text())
         p = model.params
         model.net = _build_network(meta["n_items_trained"], model._text.shape[1], p["dim"],
-                                   p["n_layers"], p["n_heads"], p["max_len"], p["dropout"])
+                                   p["n_layers"], p["n_heads"], p["max_len"], p["dropout"], p["content"])
         model.net.load_state_dict(load_file(str(path / "weights.safetensors")))
         model.net.eval()
         return model

@@ -18,18 +18,23 @@ What :func:`rerank` does, in order of precedence (a later step never undoes an e
    ``z = (s - mean) / std`` (``std = 1`` when all are equal), so every boost is in
    *standard deviations of this list's scores* and does not depend on the model's score
    scale: multiplying the scores by a positive number or adding a constant changes
-   nothing. ``policy score = z + tail_boost * is_tail + sum of active promotion boosts``.
-   A boost of 1.0 lifts an item past everything less than one standard deviation above it.
+   nothing (up to rounding). ``policy score = z + tail_boost * is_tail + sum of the
+   boosts of the promotions active at now`` (start inclusive, end exclusive). A boost of
+   1.0 lifts an item past everything less than one standard deviation above it.
 4. **Greedy fill** of the remaining positions, one at a time:
 
-   * *tail quota*: with ``t(p)`` the tail items among the first ``p``, the position is
-     reserved for a tail item when ``t(p) < floor(min_tail_share * (p + 1))``;
+   * *tail quota*: with ``t(p)`` the tail items among the first ``p``, position ``p``
+     (0-based) is reserved for a tail item when ``t(p) < floor(min_tail_share * (p + 1))``
+     and tail candidates are left (``floor`` with a 1e-9 tolerance, so 0.3 * 10 is 3);
    * *exploration*: at a position in ``exploration_positions`` the best (by policy score)
      never-shown item that the quota allows is taken, when there is one;
    * otherwise the item with the highest MMR value
-     ``(1 - diversity) * policy_score - diversity * max cosine to the items already placed``
-     (pins included) among those the quota allows; with ``diversity = 0`` this is plain
-     policy-score order.
+     ``(1 - diversity) * policy_score - diversity * max(0, max cosine to the items placed)``
+     (pins included) among those the quota allows; ties go to the higher policy score.
+     With ``diversity = 0`` this is plain policy-score order. The cosine is clipped at 0
+     because an opposite vector is no more "different" than an unrelated one. Both terms
+     are of order 1 (policy scores are in standard deviations), so ``diversity = 0.5``
+     trades one standard deviation of score for a cosine of 1.
 
 Tail-quota guarantee. Let ``P`` be the number of pins placed and ``T`` the number of
 eligible, unpinned tail candidates. For every prefix length ``p > P``::
@@ -42,6 +47,22 @@ is filled with head items; the list is not shortened). Pins come before the quot
 pins may leave a deficit, which the following positions make up one tail item each.
 
 The list is ``k`` long, or shorter when fewer than ``k`` items are eligible.
+
+Long-tail boost and tail share. With ``diversity = 0`` and no exploration positions,
+raising ``tail_boost`` never lowers the number of tail items in any prefix of the list:
+each segment keeps its own order, and a higher boost only turns head-vs-tail comparisons
+towards the tail. MMR and exploration can break this for a single list.
+
+Reasons (in this order after the candidate source's own): ``pinned`` (and nothing else
+from the policy); ``tail quota`` (the position was reserved for a tail item and the best
+item otherwise was head); ``exploration`` (an exploration position took this never-shown
+item); ``diversity`` (MMR chose it over a higher-scored item); ``promoted`` / ``demoted``
+(active promotions add up to a positive / negative boost); ``long-tail boost`` (a tail
+item while ``tail_boost > 0``).
+
+Cost. One stable argsort of the candidates and a few gathers, then ``k`` greedy steps of
+O(n) each, plus an (n, d) matrix-vector product per step with diversity on. Run the
+serving process with one BLAS thread: the products are too small to gain from more.
 """
 from __future__ import annotations
 
@@ -77,6 +98,82 @@ def _ids(values: Sequence[int] | np.ndarray | None) -> np.ndarray:
     return np.asarray(values if values is not None else (), dtype=np.int64).reshape(-1)
 
 
+def _sorted_ids(values: Sequence[int] | np.ndarray | None) -> np.ndarray:
+    return np.unique(_ids(values))
+
+
+class _IdIndex:
+    """Positions of item ids in an array of distinct ids.
+
+    One argsort of the (few hundred) candidates, then a binary search per id of each small
+    set (buried, bought, caps, pins, promotions): cheaper than ``np.isin`` or searching
+    every candidate in every set.
+    """
+
+    def __init__(self, items: np.ndarray) -> None:
+        self.n = len(items)
+        self.order = np.argsort(items, kind="stable")
+        self.sorted = items[self.order]
+
+    def has_duplicates(self) -> bool:
+        return bool((self.sorted[1:] == self.sorted[:-1]).any())
+
+    def find(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(indices into ``ids`` that are present, their positions in ``items``)."""
+        if not len(ids) or not self.n:
+            return _NONE, _NONE
+        pos = np.searchsorted(self.sorted, ids)
+        pos[pos == self.n] = 0
+        hit = np.flatnonzero(self.sorted[pos] == ids)
+        return hit, self.order[pos[hit]]
+
+    def subset(self, keep: np.ndarray) -> "_IdIndex":
+        """The index of ``items[keep]`` for a (n,) bool ``keep``, without sorting again."""
+        new = object.__new__(_IdIndex)
+        kept = keep[self.order]
+        new.order = (np.cumsum(keep) - 1)[self.order[kept]]
+        new.sorted = self.sorted[kept]
+        new.n = len(new.sorted)
+        return new
+
+
+_NONE = np.zeros(0, dtype=np.int64)
+#: Category codes up to this are looked up in a dense table; larger ones by binary search.
+_DENSE_CODES = 1 << 16
+
+
+def _code_table(codes: np.ndarray, values: np.ndarray, fill: float | bool) -> tuple:
+    """A lookup from category code to value: a dense array when codes are small."""
+    if len(codes) and 0 <= codes.min() and codes.max() < _DENSE_CODES:
+        table = np.full(int(codes.max()) + 1, fill, dtype=np.asarray(values).dtype)
+        table[codes] = values
+        return ("dense", table, fill)
+    return ("sorted", codes, values, fill)
+
+
+def _code_lookup(lookup: tuple, codes: np.ndarray) -> np.ndarray:
+    """Values of (n,) category ``codes`` in a :func:`_code_table`; fill for unknown codes."""
+    if lookup[0] == "dense":
+        _, table, fill = lookup
+        inside = (codes >= 0) & (codes < len(table))
+        return np.where(inside, table[np.where(inside, codes, 0)], table.dtype.type(fill))
+    _, keys, values, fill = lookup
+    out = np.full(len(codes), fill, dtype=np.asarray(values).dtype)
+    if len(keys):
+        pos = np.searchsorted(keys, codes)
+        pos[pos == len(keys)] = 0
+        hit = keys[pos] == codes
+        out[hit] = values[pos[hit]]
+    return out
+
+
+def _unit_rows(vec: np.ndarray) -> np.ndarray:
+    """(n, d) float32 rows scaled to length 1; zero rows stay zero (similar to nothing)."""
+    vec = vec.astype(np.float32, copy=False)
+    norm = np.sqrt(np.einsum("ij,ij->i", vec, vec))
+    return vec / np.where(norm > 0, norm, 1.0)[:, None]
+
+
 @dataclass(frozen=True, eq=False)
 class CatalogArrays:
     """Per-item arrays of the whole catalog, indexed by item index.
@@ -92,6 +189,10 @@ class CatalogArrays:
     vectors : (n_items, d) float or None, item vectors for diversity (cosine; need not be
         normalised). None switches diversity off.
     is_active : (n_items,) bool or None; None means every item is active
+
+    Arrays that already have the dtype above (bool, int64, float64) are kept, not copied,
+    so the serving side may refresh ``impressions_today``, ``in_stock`` or ``is_active``
+    in place between requests.
     """
 
     is_head: np.ndarray
@@ -158,7 +259,10 @@ class Promotion:
         start = _aware_ts(self.start, "Promotion.start", -math.inf)
         end = _aware_ts(self.end, "Promotion.end", math.inf)
         if end <= start:
-            raise ValueError(f"Promotion ends ({self.end}) before or when it starts ({self.start}).")
+            raise ValueError(
+                f"Promotion ends ({self.end}) before or when it starts ({self.start}); "
+                "give an end after the start."
+            )
 
     def is_active(self, now: datetime) -> bool:
         """Whether the promotion applies at ``now`` (start inclusive, end exclusive)."""
@@ -205,7 +309,8 @@ class PolicyConfig:
             raise ValueError(f"diversity (MMR lambda) must be in [0, 1], got {self.diversity}.")
         if any(p < 0 for p in self.exploration_positions):
             raise ValueError(
-                f"exploration_positions are 0-based list positions; got {self.exploration_positions}."
+                "exploration_positions are 0-based list positions; "
+                f"got {self.exploration_positions}."
             )
         caps = [self.daily_impression_cap, *self.item_impression_caps.values()]
         if any(c is not None and c < 0 for c in caps):
@@ -214,7 +319,7 @@ class PolicyConfig:
         set_ = object.__setattr__
         set_(self, "_explore", frozenset(int(p) for p in self.exploration_positions))
         set_(self, "_pinned", np.asarray(list(dict.fromkeys(self.pinned)), dtype=np.int64))
-        set_(self, "_buried", _ids(self.buried))
+        set_(self, "_buried", _sorted_ids(self.buried))
         keys = np.asarray(sorted(self.item_impression_caps), dtype=np.int64)
         vals = np.asarray([self.item_impression_caps[int(i)] for i in keys], dtype=np.float64)
         set_(self, "_cap_items", keys)
@@ -224,22 +329,23 @@ class PolicyConfig:
         set_(self, "_p_end", np.array([_aware_ts(p.end, "end", np.inf) for p in promos]))
         set_(self, "_p_boost", np.array([p.boost for p in promos], dtype=np.float64))
         set_(self, "_p_is_item", np.array([p.item is not None for p in promos], dtype=bool))
-        set_(
-            self,
-            "_p_target",
-            np.array([p.item if p.item is not None else p.category for p in promos], dtype=np.int64),
-        )
+        targets = [p.item if p.item is not None else p.category for p in promos]
+        set_(self, "_p_target", np.array(targets, dtype=np.int64))
+        # Per set of active promotions: (targets, summed boosts) for items and categories.
+        # Few distinct sets occur over a policy's life (at most 2 per promotion).
+        set_(self, "_promo_cache", {})
 
     @property
     def has_caps(self) -> bool:
         return self.daily_impression_cap is not None or len(self._cap_items) > 0
 
-    def caps_for(self, items: np.ndarray) -> np.ndarray:
+    def caps_for(self, items: np.ndarray, index: _IdIndex | None = None) -> np.ndarray:
         """Daily impression cap of each item, ``inf`` where uncapped.
 
         Parameters
         ----------
-        items : (n,) int item indices
+        items : (n,) int distinct item indices
+        index : the items' ``_IdIndex`` when the caller has one
 
         Returns
         -------
@@ -248,19 +354,25 @@ class PolicyConfig:
         default = np.inf if self.daily_impression_cap is None else float(self.daily_impression_cap)
         caps = np.full(len(items), default)
         if len(self._cap_items):
-            pos = np.searchsorted(self._cap_items, items).clip(max=len(self._cap_items) - 1)
-            hit = self._cap_items[pos] == items
-            caps[hit] = self._cap_values[pos[hit]]
+            hit, at = (index or _IdIndex(items)).find(self._cap_items)
+            caps[at] = self._cap_values[hit]
         return caps
 
-    def promotion_boost(self, items: np.ndarray, categories: np.ndarray, now: datetime) -> np.ndarray:
+    def promotion_boost(
+        self,
+        items: np.ndarray,
+        categories: np.ndarray,
+        now: datetime,
+        index: _IdIndex | None = None,
+    ) -> np.ndarray:
         """Sum of the boosts of the promotions active at ``now``, per item.
 
         Parameters
         ----------
-        items : (n,) int item indices
+        items : (n,) int distinct item indices
         categories : (n,) int their category codes
         now : timezone-aware
+        index : the items' ``_IdIndex`` when the caller has one
 
         Returns
         -------
@@ -271,16 +383,25 @@ class PolicyConfig:
             return out
         t = _aware_ts(now, "now", 0.0)
         active = (self._p_start <= t) & (t < self._p_end)
-        for is_item, keys in ((True, items), (False, categories)):
-            sel = active & (self._p_is_item == is_item)
-            if not sel.any():
-                continue
-            # Several promotions may hit one target; they add up.
-            targets, inv = np.unique(self._p_target[sel], return_inverse=True)
-            totals = np.bincount(inv, weights=self._p_boost[sel])
-            pos = np.searchsorted(targets, keys).clip(max=len(targets) - 1)
-            hit = targets[pos] == keys
-            out[hit] += totals[pos[hit]]
+        key = active.tobytes()
+        tables = self._promo_cache.get(key)
+        if tables is None:
+            tables = []
+            for is_item in (True, False):
+                sel = active & (self._p_is_item == is_item)
+                # Several promotions may hit one target; they add up.
+                targets, inv = np.unique(self._p_target[sel], return_inverse=True)
+                tables.append((targets, np.bincount(inv, weights=self._p_boost[sel])))
+            tables[1] = _code_table(*tables[1], 0.0) if len(tables[1][0]) else None
+            if len(self._promo_cache) > 64:
+                self._promo_cache.clear()
+            self._promo_cache[key] = tables
+        (targets, totals), by_category = tables
+        if len(targets):
+            hit, at = (index or _IdIndex(items)).find(targets)
+            out[at] += totals[hit]
+        if by_category is not None:
+            out += _code_lookup(by_category, categories)
         return out
 
 
@@ -307,10 +428,14 @@ class RequestFilters:
         if self.min_price is not None and self.max_price is not None:
             if self.min_price > self.max_price:
                 raise ValueError(
-                    f"min_price ({self.min_price}) is above max_price ({self.max_price}); swap them."
+                    f"min_price ({self.min_price}) is above max_price ({self.max_price}); "
+                    "swap them."
                 )
-        object.__setattr__(self, "_exclude", _ids(self.exclude_ids))
-        cats = None if self.categories is None else np.asarray(self.categories, dtype=np.int64)
+        object.__setattr__(self, "_exclude", _sorted_ids(self.exclude_ids))
+        cats = None
+        if self.categories is not None:
+            codes = _sorted_ids(self.categories)
+            cats = _code_table(codes, np.ones(len(codes), dtype=bool), False)
         object.__setattr__(self, "_categories", cats)
 
 
@@ -348,26 +473,29 @@ def eligible_mask(
     policy: PolicyConfig,
     request: RequestFilters = _NO_FILTERS,
     bought: np.ndarray | None = None,
+    index: _IdIndex | None = None,
 ) -> np.ndarray:
     """Which items pass the hard filters (step 1 of :func:`rerank`).
 
     Parameters
     ----------
-    items : (n,) int item indices in ``[0, n_items)``
+    items : (n,) int distinct item indices in ``[0, n_items)``
     catalog, policy, request : as in :func:`rerank`
     bought : (b,) int item indices the user already bought, or None
+    index : the items' ``_IdIndex`` when the caller has one
 
     Returns
     -------
     ok : (n,) bool
     """
+    index = index or _IdIndex(items)
     ok = np.ones(len(items), dtype=bool)
     if catalog.is_active is not None:
         ok &= catalog.is_active[items]
     if request.in_stock_only:
         ok &= catalog.in_stock[items]
     if request._categories is not None:
-        ok &= np.isin(catalog.category[items], request._categories)
+        ok &= _code_lookup(request._categories, catalog.category[items])
     if request.min_price is not None or request.max_price is not None:
         price = catalog.price[items]
         # NaN compares False, so an unknown price fails either bound.
@@ -376,10 +504,9 @@ def eligible_mask(
         if request.max_price is not None:
             ok &= price <= request.max_price
     if policy.has_caps:
-        ok &= catalog.impressions_today[items] < policy.caps_for(items)
-    removed = [a for a in (policy._buried, request._exclude, bought) if a is not None and len(a)]
-    if removed:
-        ok &= ~np.isin(items, np.concatenate(removed) if len(removed) > 1 else removed[0])
+        ok &= catalog.impressions_today[items] < policy.caps_for(items, index)
+    for removed in (policy._buried, request._exclude, _ids(bought)):
+        ok[index.find(removed)[1]] = False
     return ok
 
 
@@ -431,7 +558,9 @@ def rerank(
         )
     n_items = catalog.n_items
     if len(cand) and cand.max() >= n_items:
-        raise ValueError(f"candidate item index {cand.max()} is outside the catalog ({n_items} items).")
+        raise ValueError(
+            f"candidate item index {cand.max()} is outside the catalog ({n_items} items)."
+        )
     pins = policy._pinned
     if len(pins) and (pins.min() < 0 or pins.max() >= n_items):
         raise ValueError(f"a pinned item index is outside the catalog ({n_items} items): {pins}.")
@@ -441,14 +570,15 @@ def rerank(
     rows = np.flatnonzero((cand >= 0) & np.isfinite(raw))
     rows = rows[np.argsort(-raw[rows], kind="stable")]
     items = cand[rows].astype(np.int64, copy=False)
-    if len(items) > 1:
+    index = _IdIndex(items)
+    if index.has_duplicates():  # rare: only then pay for np.unique
         _, first = np.unique(items, return_index=True)
-        if len(first) != len(items):
-            first.sort()
-            rows, items = rows[first], items[first]
+        first.sort()
+        rows, items = rows[first], items[first]
+        index = _IdIndex(items)
 
-    ok = eligible_mask(items, catalog, policy, request, bought)
-    rows, items = rows[ok], items[ok]
+    ok = eligible_mask(items, catalog, policy, request, bought, index)
+    rows, items, index = rows[ok], items[ok], index.subset(ok)
     s = raw[rows]
 
     # Standardise so boosts and MMR trade-offs mean the same whatever the model's scale.
@@ -458,16 +588,19 @@ def rerank(
     else:
         z = s
     is_tail = ~catalog.is_head[items]
-    promo = policy.promotion_boost(items, catalog.category[items], now)
+    promo = policy.promotion_boost(items, catalog.category[items], now, index)
     adj = z + policy.tail_boost * is_tail + promo
 
     # Pins: eligible ones, in pin order; taken out of the pool.
     if len(pins):
         pins = pins[eligible_mask(pins, catalog, policy, request, bought)][:k]
-    pin_in_pool = np.isin(items, pins) if len(pins) else np.zeros(len(items), dtype=bool)
     # Where each pin sits among the eligible candidates; -1 when it is not a candidate.
-    where = {int(items[r]): int(r) for r in np.flatnonzero(pin_in_pool)}
-    pin_src = [where.get(int(i), -1) for i in pins]
+    hit, at = index.find(pins)
+    pin_src = [-1] * len(pins)
+    for h, a in zip(hit.tolist(), at.tolist()):
+        pin_src[h] = a
+    pin_in_pool = np.zeros(len(items), dtype=bool)
+    pin_in_pool[at] = True
 
     # Pool: everything else, by policy score (stable: ties keep model-score order).
     keep = np.flatnonzero(~pin_in_pool)
@@ -541,40 +674,44 @@ def _fill(
     start = len(pins)
 
     if lam > 0:
-        vec = catalog.vectors[items[keep]].astype(np.float32, copy=False)
-        norm = np.linalg.norm(vec, axis=1, keepdims=True)
-        unit = vec / np.where(norm > 0, norm, 1.0)
-        # Start at -1 (the least possible cosine): a constant, so the first pick is by
-        # score, and the first max() then leaves exactly the similarities.
-        max_sim = np.full(m, -1.0, dtype=np.float32)
+        unit = _unit_rows(catalog.vectors[items[keep]])
+        # Similarity is clipped at 0: an opposite vector is no more "different" than an
+        # unrelated one (embedding cosines below 0 carry little meaning). With nothing
+        # placed yet every item has 0, so the first pick is by policy score.
+        max_sim = np.zeros(m, dtype=np.float32)
         if len(pins):
-            pv = catalog.vectors[pins].astype(np.float32, copy=False)
-            pn = np.linalg.norm(pv, axis=1, keepdims=True)
-            max_sim = np.maximum(max_sim, (unit @ (pv / np.where(pn > 0, pn, 1.0)).T).max(axis=1))
+            pin_sim = unit @ _unit_rows(catalog.vectors[pins]).T
+            np.maximum(max_sim, pin_sim.max(axis=1), out=max_sim)
         base = (1.0 - lam) * adj[keep]
-        neg_inf = np.float64(-np.inf)
-
-    def best(mask: np.ndarray) -> int:
-        if lam > 0:
-            return int(np.where(mask, base - lam * max_sim, neg_inf).argmax())
-        return int(mask.argmax())  # keep is sorted, so the first allowed is the best
+        taken = np.zeros(m)  # 0, or -inf once placed: added to the MMR value
+        head_out = np.where(tail, 0.0, -np.inf)  # added when the quota wants a tail item
+        mmr = np.empty(m)
 
     picks: list[tuple[int, tuple[str, ...]]] = []
     for pos in range(start, start + slots):
         why: list[str] = []
         forced = tail_left > 0 and tail_count < math.floor(share * (pos + 1) + EPS)
-        allowed = avail & tail if forced else avail
         j = -1
         if pos in explore:
-            fresh = allowed & never
+            fresh = (avail & tail if forced else avail) & never
             if fresh.any():
                 j = int(fresh.argmax())  # by policy score, not MMR: the slot is for learning
                 why.append(REASON_EXPLORATION)
-        if j < 0:
-            j = best(allowed)
-            if lam > 0 and int(allowed.argmax()) != j:
-                why.append(REASON_DIVERSITY)
-        if forced and not tail[best(avail)]:
+        # keep is sorted by policy score, so the first available item is the best one.
+        if lam > 0:
+            np.multiply(max_sim, -lam, out=mmr)
+            mmr += base
+            mmr += taken
+            free = int(mmr.argmax())
+            if j < 0:
+                j = int((mmr + head_out).argmax()) if forced else free
+                if j != int((avail & tail).argmax() if forced else avail.argmax()):
+                    why.append(REASON_DIVERSITY)
+        else:
+            free = int(avail.argmax())
+            if j < 0:
+                j = int((avail & tail).argmax()) if forced else free
+        if forced and not tail[free]:
             why.insert(0, REASON_TAIL_QUOTA)
         picks.append((j, tuple(why)))
         avail[j] = False
@@ -582,5 +719,6 @@ def _fill(
             tail_count += 1
             tail_left -= 1
         if lam > 0:
+            taken[j] = -np.inf
             np.maximum(max_sim, unit @ unit[j], out=max_sim)
     return picks

@@ -22,13 +22,15 @@ def make_catalog(
     vectors=None,
     is_active=None,
 ) -> CatalogArrays:
-    """A catalog where, unless told otherwise, every item is head, in stock, shown, in category 0."""
+    """A catalog where, unless told otherwise, every item is head, in stock, shown, category 0."""
     return CatalogArrays(
         is_head=np.ones(n_items, bool) if is_head is None else is_head,
         category=np.zeros(n_items, int) if category is None else category,
         price=np.full(n_items, 10.0) if price is None else price,
         in_stock=np.ones(n_items, bool) if in_stock is None else in_stock,
-        impressions_today=np.zeros(n_items, int) if impressions_today is None else impressions_today,
+        impressions_today=(
+            np.zeros(n_items, int) if impressions_today is None else impressions_today
+        ),
         ever_shown=np.ones(n_items, bool) if ever_shown is None else ever_shown,
         vectors=vectors,
         is_active=is_active,

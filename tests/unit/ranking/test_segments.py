@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from recommender.ranking.segments import head_mask, recent_interaction_counts
@@ -47,6 +47,7 @@ def test_fraction_outside_unit_interval_is_rejected(bad):
         head_mask(np.ones(3), bad)
 
 
+@settings(deadline=None)
 @given(counts=counts_arrays, fraction=st.floats(0, 1))
 def test_head_is_the_largest_strict_top_group_that_fits(counts, fraction):
     head = head_mask(counts, fraction)
@@ -63,6 +64,7 @@ def test_head_is_the_largest_strict_top_group_that_fits(counts, fraction):
         assert head.sum() + (rest == rest.max()).sum() > limit
 
 
+@settings(deadline=None)
 @given(counts=counts_arrays, fraction=st.floats(0, 1), seed=st.integers(0, 2**16))
 def test_segment_does_not_depend_on_item_order(counts, fraction, seed):
     perm = np.random.default_rng(seed).permutation(len(counts))

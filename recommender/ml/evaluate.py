@@ -1,0 +1,513 @@
+"""The offline evaluation harness of EVALUATION.md: split, tune on validation, refit, test, report.
+
+For every method (a name in a registry of factories and parameter grids):
+
+1. tune: fit on the validation split's training part for each grid point and keep the point
+   with the best validation NDCG@10 (test data is never looked at);
+2. refit on the full training period with those parameters (the fit time is recorded);
+3. recommend top-20 for every test user (training items excluded, candidates = training
+   items + cold items) and compute every metric of :mod:`recommender.ml.metrics`.
+
+A method may also declare a *curve*: a parameter applied to the fitted model without
+refitting (the exposure policy's boost strength, a re-rank's penalty); each value becomes a
+row of the table and a point of the NDCG@10-vs-APLT@10 curve in the PNG.
+
+Other models plug in by name::
+
+    from recommender.ml.evaluate import Method, register
+    register(Method("main + exposure", build=lambda **p: MyModel(**p), grid={"dim": [64, 128]},
+                    curve=("boost", [0.0, 0.5, 1.0]), curve_fn=lambda m, v, train: m.with_boost(v)))
+
+Pure numpy/torch: never imports Django.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .base import Interactions, Recommender
+from .metrics import METRIC_NAMES, evaluate_split
+from .protocol import Split, temporal_split, validation_split
+
+#: Metric used to pick hyper-parameters on validation.
+TUNE_METRIC = "NDCG@10"
+#: Length of every evaluated list (the largest K of the metrics).
+LIST_LENGTH = 20
+
+Grid = dict[str, Sequence[Any]] | list[dict[str, Any]]
+
+
+@dataclass
+class Method:
+    """One evaluated method: how to build it and what to tune.
+
+    Attributes
+    ----------
+    name : row name in the table and key in results.json
+    build : ``build(**params) -> Recommender`` (unfitted; ``random_state`` is passed too)
+    grid : ``{param: values}`` (cartesian product or coordinate search) or an explicit list
+        of parameter dicts
+    search : ``"grid"`` (every combination) or ``"coordinate"`` (one parameter at a time from
+        the middle of each list, repeated until nothing improves: for large grids)
+    needs_text : the model reads ``Interactions.item_text``
+    curve : optional ``(param name, values)`` applied after fitting, without refitting
+    curve_fn : ``curve_fn(fitted_model, value, train) -> Recommender`` for each curve value
+    peer : a peer (baseline) rather than the project's own model; the best peer by
+        validation NDCG@10 is the base of the popularity-penalised re-rank
+    """
+
+    name: str
+    build: Callable[..., Recommender]
+    grid: Grid = field(default_factory=dict)
+    search: str = "grid"
+    needs_text: bool = False
+    curve: tuple[str, Sequence[Any]] | None = None
+    curve_fn: Callable[[Recommender, Any, Interactions], Recommender] | None = None
+    peer: bool = True
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add (or replace) a method in the registry under its name."""
+    REGISTRY[method.name] = method
+    return method
+
+
+def _baseline(cls_name: str):
+    def build(**params):
+        from . import baselines
+
+        return getattr(baselines, cls_name)(**params)
+
+    return build
+
+
+def register_defaults() -> None:
+    """Register the peers of EVALUATION.md and, when importable, the main model ``"main"``."""
+    register(Method("MostPopular", _baseline("MostPopular"), [{}]))
+    register(Method("RecentPop", _baseline("RecentPop"), {"window_days": [3, 7, 14, 30]}))
+    register(
+        Method(
+            "ItemKNN",
+            _baseline("ItemKNN"),
+            {"neighbours": [3, 5, 10, 25, 50, 100, 200, 400, 800], "shrink": [0.0, 10.0, 50.0]},
+            search="coordinate",
+        )
+    )
+    register(Method("EASE", _baseline("EASE"), {"l2": [25, 50, 100, 200, 400, 800, 1600, 3200]}))
+    register(
+        Method(
+            "ALS",
+            _baseline("ALS"),
+            {
+                "factors": [32, 64, 128, 256, 512],
+                "regularization": [1.0, 3.0, 10.0, 30.0, 100.0],
+                "alpha": [0.25, 0.5, 1.0, 2.0, 4.0],
+                "iterations": [5, 10, 20, 40],
+            },
+            search="coordinate",
+        )
+    )
+    register(
+        Method(
+            "BPR",
+            _baseline("BPR"),
+            {
+                "factors": [32, 64, 128, 256],
+                "learning_rate": [0.003, 0.01, 0.03, 0.1],
+                "regularization": [0.00001, 0.0001, 0.001, 0.01],
+                "iterations": [25, 50, 100, 200],
+            },
+            search="coordinate",
+        )
+    )
+    register(
+        Method(
+            "ContentOnly",
+            _baseline("ContentOnly"),
+            {"half_life_days": [0.01, 0.05, 0.25, 1, 3, 10, 30, 100, 365, 3650]},
+            needs_text=True,
+        )
+    )
+    try:
+        from .hybrid import HybridSequentialModel
+    except Exception as exc:  # the main model is written elsewhere and may not exist yet
+        print(f"note: main model not registered (recommender.ml.hybrid: {type(exc).__name__}: {exc})")
+    else:
+        register(
+            Method(
+                "main",
+                lambda **p: HybridSequentialModel(**p),
+                getattr(HybridSequentialModel, "param_grid", None) or [{}],
+                search=getattr(HybridSequentialModel, "param_search", "grid"),
+                needs_text=True,
+                peer=False,
+            )
+        )
+
+
+# --------------------------------------------------------------------------- tuning
+
+
+def grid_points(grid: Grid) -> list[dict[str, Any]]:
+    """Every parameter combination of a grid (a list of dicts is returned as is)."""
+    if isinstance(grid, list):
+        return [dict(p) for p in grid] or [{}]
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))] or [{}]
+
+
+def recommend_split(model: Recommender, split: Split, k: int = LIST_LENGTH) -> np.ndarray:
+    """(n_test_users, k) item ids for the split's test users (their training items excluded)."""
+    ids, _ = model.recommend(split.users, k, exclude=split.exclude, candidates=split.candidates)
+    return ids
+
+
+@dataclass
+class Trial:
+    """One validation fit: parameters, validation metrics, seconds."""
+
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    seconds: float
+
+
+def _score(metrics: dict[str, float]) -> float:
+    v = metrics.get(TUNE_METRIC, float("nan"))
+    return -math.inf if v is None or math.isnan(v) else float(v)
+
+
+def tune(
+    method: Method,
+    val: Split,
+    *,
+    random_state: int = 0,
+    tol: float = 0.005,
+    log: Callable[[str], None] = print,
+) -> tuple[dict[str, Any], list[Trial]]:
+    """Best parameters of ``method`` on the validation split, and every trial made.
+
+    ``"grid"`` tries every combination; ``"coordinate"`` starts from the middle value of each
+    list and sweeps one parameter at a time (others fixed at the best so far) until a full
+    round changes nothing. A coordinate move must improve the validation metric by more than
+    ``tol`` (relative), so that a flat metric does not walk to the most expensive setting.
+    """
+    cache: dict[str, Trial] = {}
+
+    def trial(params: dict[str, Any]) -> Trial:
+        key = json.dumps(params, sort_keys=True, default=str)
+        if key not in cache:
+            t0 = time.perf_counter()
+            try:
+                model = method.build(random_state=random_state, **params).fit(val.train)
+                metrics = evaluate_split(recommend_split(model, val), val)
+            except Exception as exc:  # a diverging point (NaN factors, ...) loses, it does not stop the run
+                log(f"  {method.name} {params}: failed ({type(exc).__name__}: {exc})")
+                metrics = {m: float("nan") for m in METRIC_NAMES}
+            cache[key] = Trial(params, metrics, time.perf_counter() - t0)
+            log(f"  {method.name} {params}: val {TUNE_METRIC}={metrics[TUNE_METRIC]:.4f} ({cache[key].seconds:.1f}s)")
+        return cache[key]
+
+    if method.search == "grid" or isinstance(method.grid, list):
+        trials = [trial(p) for p in grid_points(method.grid)]
+        best = max(trials, key=lambda t: _score(t.metrics))
+        return best.params, list(cache.values())
+    if method.search != "coordinate":
+        raise ValueError(f"{method.name}: search={method.search!r}; use 'grid' or 'coordinate'")
+    grid = {k: list(v) for k, v in method.grid.items()}
+    current = {k: v[(len(v) - 1) // 2] for k, v in grid.items()}
+    best = trial(current)
+    for _ in range(3):  # rounds; in practice 2 suffice
+        changed = False
+        for name, values in grid.items():
+            for v in values:
+                t = trial({**current, name: v})
+                if _score(t.metrics) > _score(best.metrics) * (1 + tol) + 1e-12:
+                    best, changed = t, True
+            current = dict(best.params)
+        if not changed:
+            break
+    return best.params, list(cache.values())
+
+
+def edge_notes(grid: Grid, best: dict[str, Any]) -> list[str]:
+    """Parameters whose best value is the first or last of its (numeric, 3+ long) list."""
+    if isinstance(grid, list):
+        return []
+    notes = []
+    for name, values in grid.items():
+        vals = list(values)
+        if len(vals) >= 3 and all(isinstance(v, (int, float)) for v in vals) and name in best:
+            if best[name] in (min(vals), max(vals)):
+                notes.append(f"{name}={best[name]} is on the edge of {vals}")
+    return notes
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    name: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    fit_s: float
+    tune_s: float = 0.0
+    val_metric: float = float("nan")
+    notes: list[str] = field(default_factory=list)
+    curve: str | None = None  # name of the curve the row belongs to
+
+
+@dataclass
+class Report:
+    """Everything one evaluation run produced."""
+
+    dataset: str
+    split: str
+    validation: str
+    rows: list[Row]
+    trials: dict[str, list[Trial]]
+    seconds: float
+
+    def results(self) -> dict[str, dict[str, float | None]]:
+        """``{method: {metric: value, ..., "fit_s": seconds}}`` (NaN -> None, for JSON)."""
+        out: dict[str, dict[str, float | None]] = {}
+        for r in self.rows:
+            d = {m: _json_num(r.metrics.get(m)) for m in METRIC_NAMES}
+            d["fit_s"] = round(r.fit_s, 3)
+            out[r.name] = d
+        return out
+
+    def markdown(self) -> str:
+        """The results table (markdown), with the split described above it."""
+        cols = [
+            "NDCG@10", "NDCG@20", "Recall@10", "Recall@20", "HR@10", "HR@20", "APLT@10",
+            "TailRecall@20", "Coverage@10", "Gini@10", "ARP@10", "ColdHit@20",
+        ]  # fmt: skip
+        head = "| method | " + " | ".join(cols) + " | fit s | tuned params |"
+        sep = "|" + "---|" * (len(cols) + 3)
+        lines = [
+            f"Dataset: {self.dataset}",
+            "",
+            f"Test split: {self.split}",
+            "",
+            f"Validation split: {self.validation}",
+            "",
+            head,
+            sep,
+        ]
+        for r in self.rows:
+            vals = []
+            for c in cols:
+                v = r.metrics.get(c)
+                vals.append("n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else (f"{v:.1f}" if c == "ARP@10" else f"{v:.4f}"))
+            params = ", ".join(f"{k}={v}" for k, v in r.params.items() if k != "base") or "-"
+            lines.append(f"| {r.name} | " + " | ".join(vals) + f" | {r.fit_s:.1f} | {params} |")
+        notes = [f"- {r.name}: {n}" for r in self.rows for n in r.notes]
+        if notes:
+            lines += ["", "Notes:", *notes]
+        return "\n".join(lines)
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write results.md, results.json, tuning.json and ndcg_vs_aplt.png; returns their paths."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "markdown": out / "results.md",
+            "json": out / "results.json",
+            "tuning": out / "tuning.json",
+            "plot": out / "ndcg_vs_aplt.png",
+        }
+        paths["markdown"].write_text(self.markdown() + "\n")
+        paths["json"].write_text(json.dumps(self.results(), indent=2) + "\n")
+        tuning = {
+            name: {
+                "best": next((r.params for r in self.rows if r.name == name), None),
+                "notes": next((r.notes for r in self.rows if r.name == name), []),
+                "trials": [
+                    {"params": t.params, "val": {m: _json_num(t.metrics.get(m)) for m in METRIC_NAMES}, "seconds": round(t.seconds, 2)}
+                    for t in trials
+                ],
+            }
+            for name, trials in self.trials.items()
+        }
+        paths["tuning"].write_text(json.dumps(tuning, indent=2, default=str) + "\n")
+        plot_tradeoff(self.rows, paths["plot"], title=f"{self.dataset}: accuracy vs long-tail exposure")
+        return paths
+
+
+def _json_num(v) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return None if math.isnan(v) or math.isinf(v) else round(v, 6)
+
+
+def plot_tradeoff(rows: Sequence[Row], path: str | Path, title: str = "") -> None:
+    """PNG of NDCG@10 (y) against APLT@10 (x): one point per method, a line per curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 6), dpi=120)
+    curves: dict[str, list[Row]] = {}
+    for r in rows:
+        if r.curve:
+            curves.setdefault(r.curve, []).append(r)
+    for name, pts in curves.items():
+        pts = sorted(pts, key=lambda r: r.metrics["APLT@10"])
+        ax.plot([p.metrics["APLT@10"] for p in pts], [p.metrics["NDCG@10"] for p in pts], "-o", ms=4, label=name)
+    for r in rows:
+        if r.curve:
+            continue
+        x, y = r.metrics["APLT@10"], r.metrics["NDCG@10"]
+        ax.scatter([x], [y], s=30, zorder=3)
+        ax.annotate(r.name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("APLT@10 (share of tail items in the top 10)")
+    ax.set_ylabel("NDCG@10")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def embed_items(dataset, cache_dir: str | Path | None = None, model_path: str | None = None) -> np.ndarray:
+    """(n_items, d) float32 text embeddings of a Dataset's items (cached by text hash)."""
+    from .text import Embedder, dataset_texts
+
+    return Embedder(model_path, cache_dir=cache_dir).encode(dataset_texts(dataset))
+
+
+def rerank_curve_method(base_method: Method, alphas: Sequence[float]) -> Method:
+    """The popularity-penalised re-rank of a peer, as a curve over ``alpha``."""
+
+    def curve_fn(fitted: Recommender, alpha: float, train: Interactions) -> Recommender:
+        from .baselines import PopularityPenalisedRerank
+
+        return PopularityPenalisedRerank(base=fitted, alpha=alpha, refit_base=False).fit(train)
+
+    return Method(
+        f"{base_method.name} + pop-penalty",
+        base_method.build,
+        base_method.grid,
+        needs_text=base_method.needs_text,
+        curve=("alpha", list(alphas)),
+        curve_fn=curve_fn,
+    )
+
+
+def run(
+    dataset,
+    methods: Sequence[str] | None = None,
+    *,
+    test_days: float = 30,
+    val_days: float = 30,
+    item_text: np.ndarray | None = None,
+    cache_dir: str | Path | None = None,
+    random_state: int = 0,
+    rerank_alphas: Sequence[float] | None = (0.1, 0.2, 0.3, 0.5, 1.0),
+    log: Callable[[str], None] = print,
+) -> Report:
+    """Evaluate ``methods`` (registry names; default all registered) on ``dataset``.
+
+    Parameters
+    ----------
+    dataset : a :class:`~recommender.ml.datasets.Dataset`
+    methods : names in :data:`REGISTRY`; unknown names raise with the list of known ones
+    item_text : (n_items, d) precomputed text embeddings; computed (and cached) when a method
+        needs text and this is None
+    cache_dir : embedding cache folder
+    rerank_alphas : penalty strengths of the re-rank of the best peer (None: no re-rank)
+    """
+    t_start = time.perf_counter()
+    if not REGISTRY:
+        register_defaults()
+    names = list(methods) if methods else list(REGISTRY)
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; known: {sorted(REGISTRY)}")
+    chosen = [REGISTRY[n] for n in names]
+
+    split = temporal_split(dataset.interactions, test_days)
+    val = validation_split(split, val_days)
+    log(f"{dataset.summary()}\ntest:       {split.describe()}\nvalidation: {val.describe()}")
+    if item_text is None and any(m.needs_text for m in chosen):
+        t0 = time.perf_counter()
+        item_text = embed_items(dataset, cache_dir)
+        log(f"item text embeddings {item_text.shape} in {time.perf_counter() - t0:.1f}s")
+    for s in (split, val):
+        s.train.item_text = item_text
+        s.test.item_text = item_text
+
+    rows: list[Row] = []
+    trials: dict[str, list[Trial]] = {}
+    fitted: dict[str, tuple[Method, Recommender, Row]] = {}
+    for method in chosen:
+        log(f"{method.name}: tuning on validation")
+        t0 = time.perf_counter()
+        best, tr = tune(method, val, random_state=random_state, log=log)
+        tune_s = time.perf_counter() - t0
+        trials[method.name] = tr
+        val_best = max((_score(t.metrics) for t in tr), default=float("nan"))
+        t0 = time.perf_counter()
+        model = method.build(random_state=random_state, **best).fit(split.train)
+        fit_s = time.perf_counter() - t0
+        metrics = evaluate_split(recommend_split(model, split), split)
+        row = Row(method.name, best, metrics, fit_s, tune_s, val_best, edge_notes(method.grid, best))
+        log(f"{method.name}: best {best} -> test NDCG@10={metrics['NDCG@10']:.4f} (fit {fit_s:.1f}s, tuning {tune_s:.0f}s)")
+        rows.append(row)
+        fitted[method.name] = (method, model, row)
+        if method.curve is not None and method.curve_fn is not None:
+            rows.extend(_curve_rows(method, model, row, split))
+
+    peers = [(n, r) for n, (m, _, r) in fitted.items() if m.peer and n != "MostPopular"]
+    if rerank_alphas and peers:
+        best_name = max(peers, key=lambda p: p[1].val_metric)[0]
+        method, model, row = fitted[best_name]
+        rr = rerank_curve_method(method, rerank_alphas)
+        log(f"re-rank of the best peer by validation {TUNE_METRIC}: {best_name}")
+        rows.extend(_curve_rows(rr, model, row, split))
+    return Report(
+        dataset=dataset.name,
+        split=split.describe(),
+        validation=val.describe(),
+        rows=rows,
+        trials=trials,
+        seconds=time.perf_counter() - t_start,
+    )
+
+
+def _curve_rows(method: Method, model: Recommender, base_row: Row, split: Split) -> list[Row]:
+    """Rows for each curve value of a fitted model (no refit; fit time adds the wrapper's)."""
+    name, values = method.curve
+    out = []
+    for v in values:
+        t0 = time.perf_counter()
+        m = method.curve_fn(model, v, split.train)
+        extra = time.perf_counter() - t0
+        metrics = evaluate_split(recommend_split(m, split), split)
+        out.append(
+            Row(
+                f"{method.name} ({name}={v})",
+                {**base_row.params, name: v},
+                metrics,
+                base_row.fit_s + extra,
+                curve=method.name,
+            )
+        )
+    return out

@@ -1,0 +1,138 @@
+"""The evaluation harness: tuning sees validation only, search finds the best, reports are written."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ml_testdata import make_dataset
+from recommender.ml import evaluate as E
+from recommender.ml.base import Interactions, Recommender, topk
+
+
+class Spy(Recommender):
+    """Popularity scores plus ``quality`` noise; records the last timestamp of every fit."""
+
+    kind = "spy-for-tests"
+    fits: list[int] = []
+
+    def __init__(self, random_state=0, quality: float = 0.0, **params: Any):
+        super().__init__(random_state, quality=quality, **params)
+        self.quality = quality
+
+    def fit(self, data: Interactions):
+        Spy.fits.append(int(data.timestamp.max()))
+        pop = np.bincount(data.item, minlength=data.n_items).astype(np.float32)
+        noise = np.random.default_rng(0).random(data.n_items).astype(np.float32) * pop.max()
+        # quality 0 -> pure popularity, larger |quality - 0.3| -> more noise: best is 0.3
+        self.scores_ = pop + abs(self.quality - 0.3) * 10 * noise
+        return self
+
+    def recommend(self, users, k=10, *, exclude=None, candidates=None):
+        from recommender.ml.baselines import filter_scores
+
+        sc = np.tile(self.scores_, (len(users), 1))
+        filter_scores(sc, exclude, candidates)
+        return topk(sc, k)
+
+    def similar_items(self, items, k=10, *, candidates=None):
+        return self.recommend(items, k, exclude=[np.array([i]) for i in items], candidates=candidates)
+
+    def _state(self):
+        return {"scores": self.scores_}
+
+    def _set_state(self, arrays):
+        self.scores_ = arrays["scores"]
+
+
+@pytest.fixture
+def dataset():
+    return make_dataset()
+
+
+def test_tuning_fits_on_validation_training_only_and_final_fit_on_training(dataset):
+    Spy.fits = []
+    method = E.Method("spy", Spy, {"quality": [0.0, 0.3, 1.0]})
+    E.register(method)
+    try:
+        report = E.run(dataset, ["spy"], rerank_alphas=None, log=lambda s: None)
+    finally:
+        E.REGISTRY.pop("spy")
+    from recommender.ml.protocol import temporal_split, validation_split
+
+    split = temporal_split(dataset.interactions)
+    val = validation_split(split)
+    *tuning_fits, final_fit = Spy.fits
+    assert len(tuning_fits) == 3
+    assert all(t < val.cut for t in tuning_fits), "tuning never sees validation or test events"
+    assert val.cut <= final_fit < split.cut, "the final fit sees training, not test"
+    assert report.rows[0].params == {"quality": 0.3}
+
+
+def test_grid_and_coordinate_search_find_the_best_point(dataset):
+    from recommender.ml.protocol import temporal_split, validation_split
+
+    val = validation_split(temporal_split(dataset.interactions))
+    grid = {"quality": [0.0, 0.1, 0.3, 0.6, 1.0], "unused": [1, 2, 3]}
+    best, trials = E.tune(E.Method("spy", Spy, grid), val, log=lambda s: None)
+    assert best["quality"] == 0.3 and len(trials) == 15
+    best_c, trials_c = E.tune(E.Method("spy", Spy, grid, search="coordinate"), val, log=lambda s: None)
+    assert best_c["quality"] == 0.3 and len(trials_c) < 15
+
+
+def test_a_failing_grid_point_loses_instead_of_stopping_the_run(dataset):
+    from recommender.ml.protocol import temporal_split, validation_split
+
+    class Fragile(Spy):
+        kind = "fragile-for-tests"
+
+        def fit(self, data):
+            if self.quality > 0.5:
+                raise FloatingPointError("NaN encountered in factors")
+            return super().fit(data)
+
+    val = validation_split(temporal_split(dataset.interactions))
+    best, trials = E.tune(E.Method("f", Fragile, {"quality": [0.3, 1.0]}), val, log=lambda s: None)
+    assert best == {"quality": 0.3} and len(trials) == 2
+
+
+def test_edge_notes_flag_best_values_at_the_ends_of_numeric_lists():
+    grid = {"l2": [1, 10, 100], "k": [5, 10], "kind": ["a", "b", "c"]}
+    assert E.edge_notes(grid, {"l2": 100, "k": 5, "kind": "a"}) == ["l2=100 is on the edge of [1, 10, 100]"]
+    assert E.edge_notes(grid, {"l2": 10, "k": 5, "kind": "c"}) == []
+
+
+def test_run_writes_table_json_and_plot(dataset, tmp_path):
+    rng = np.random.default_rng(0)
+    text = rng.standard_normal((dataset.n_items, 8)).astype(np.float32)
+    E.register_defaults()
+    report = E.run(
+        dataset,
+        ["MostPopular", "RecentPop", "EASE", "ContentOnly"],
+        item_text=text,
+        rerank_alphas=(0.0, 0.5),
+        log=lambda s: None,
+    )
+    paths = report.write(tmp_path)
+    results = json.loads(paths["json"].read_text())
+    best_peer = max((r for r in report.rows if r.name in ("RecentPop", "EASE", "ContentOnly")), key=lambda r: r.val_metric)
+    assert set(results) == {"MostPopular", "RecentPop", "EASE", "ContentOnly",
+                            f"{best_peer.name} + pop-penalty (alpha=0.0)", f"{best_peer.name} + pop-penalty (alpha=0.5)"}
+    for name, metrics in results.items():
+        assert 0.0 <= metrics["NDCG@10"] <= 1.0 and metrics["fit_s"] >= 0.0, name
+        assert "ColdHit@20" in metrics  # null when there is no cold truth
+    base = results[best_peer.name]
+    assert results[f"{best_peer.name} + pop-penalty (alpha=0.0)"]["NDCG@10"] == pytest.approx(base["NDCG@10"])
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = paths["markdown"].read_text()
+    assert "| EASE |" in table and "NDCG@10" in table and "fit s" in table
+    tuning = json.loads(paths["tuning"].read_text())
+    assert len(tuning["RecentPop"]["trials"]) == 4
+
+
+def test_unknown_method_names_are_listed(dataset):
+    E.register_defaults()
+    with pytest.raises(ValueError, match="known"):
+        E.run(dataset, ["NoSuchModel"], log=lambda s: None)
