@@ -22,10 +22,10 @@ from django.utils import timezone
 
 from ..conf import settings as rec_settings
 from ..features.snapshot import Snapshot, load_snapshot
+from ..ml import analysis, processing, protocol, segments
 from ..ml import metrics as ml_metrics
-from ..ml import protocol
 from ..ml.base import Recommender
-from ..models import ModelVersion, TrainingRun
+from ..models import InterestSegment, ModelVersion, TrainingRun, UserSegment
 from .locks import LockBusy, training_lock  # noqa: F401  (LockBusy is part of this API)
 
 log = logging.getLogger(__name__)
@@ -106,6 +106,38 @@ def _write_artifact(path: Path, model: Recommender, snap: Snapshot, meta: dict[s
     return arrays
 
 
+def _fit_segments(user_vectors: np.ndarray, data, snap: Snapshot, seed: int):
+    """K-means interest segments over the users that have any interest signal, or None if too few."""
+    if not np.any(user_vectors):  # a model without a user space: describe users by their items' text
+        if data.item_text is None:
+            return None
+        user_vectors = segments.user_interest_vectors(data, data.item_text, now=snap.until)
+    active = np.flatnonzero((np.bincount(data.user, minlength=data.n_users) > 0) & np.any(user_vectors != 0, axis=1))
+    if len(active) < 20:
+        return None
+    k = rec_settings.SEGMENTS or None
+    k = min(k, max(2, len(active) // 10)) if k else None
+    return segments.fit_segments(
+        user_vectors[active], data, users=active, k=k, titles=snap.catalog.titles,
+        categories=snap.catalog.categories, random_state=seed,
+    )
+
+
+def _save_segments(version: ModelVersion, segs, snap: Snapshot) -> None:
+    InterestSegment.objects.bulk_create(
+        [InterestSegment(model_version=version, **{k: v for k, v in s.as_dict().items() if k in _SEGMENT_FIELDS}) for s in segs.segments]
+    )
+    rows = [
+        UserSegment(model_version=version, user_id=int(snap.user_pks[u]), segment=int(label))
+        for u, label in zip(segs.users.tolist(), segs.labels.tolist())
+        if label >= 0
+    ]
+    UserSegment.objects.bulk_create(rows, batch_size=5000)
+
+
+_SEGMENT_FIELDS = {"index", "size", "label", "top_items", "top_categories", "top_terms"}
+
+
 def passes_gate(candidate: dict[str, float], baseline: dict[str, float], active: ModelVersion | None) -> tuple[bool, str]:
     """The candidate must beat popularity on validation and not fall far below the active version."""
     tol = rec_settings.QUALITY_GATE_TOLERANCE
@@ -159,10 +191,19 @@ def _train_locked(run: TrainingRun) -> TrainingRun:
         since = until - timedelta(days=rec_settings.TRAINING_WINDOW_DAYS)
         report("snapshot", 0.05, "reading events and catalog")
         snap = load_snapshot(since=since, until=until)
-        # Impressions (weight 0) say what was shown, not what was wanted: not training signal.
-        data = protocol.subset(snap.interactions, snap.interactions.weight > 0)
         timings["snapshot_s"] = time.perf_counter() - t0
-        report("snapshot", 0.1, f"{len(data.user):,} events, {data.n_users:,} users, {data.n_items:,} items")
+        report("snapshot", 0.08, f"{len(snap.interactions.user):,} events, {snap.interactions.n_users:,} users, "
+               f"{snap.interactions.n_items:,} items")
+        t0 = time.perf_counter()
+        behaviour = analysis.behaviour_summary(snap.interactions, now=until)
+        # Duplicates, impossible times, bot bursts and impressions (what was shown, not what
+        # was wanted) are not training signal.
+        data, cleaning = processing.clean_interactions(snap.interactions, now=until, drop_impressions=True)
+        data = processing.weight_interactions(data, now=until, event_weights=rec_settings.EVENT_WEIGHTS)
+        timings["clean_s"] = time.perf_counter() - t0
+        report("clean", 0.1, f"kept {cleaning.n_output:,} of {cleaning.n_input:,} events "
+               f"({cleaning.n_duplicates:,} duplicates, {cleaning.n_bot_events:,} from {cleaning.n_bot_users:,} bot-like users, "
+               f"{cleaning.n_impressions:,} impressions)")
         if len(data.user) == 0:
             raise TrainingError("There are no events in the training window: ingest behaviour events first.")
         if data.item_text is None and kind == "hybrid-transformer":
@@ -191,13 +232,24 @@ def _train_locked(run: TrainingRun) -> TrainingRun:
                 "n_events": int(len(data.user)), "n_users": int(data.n_users), "n_items": int(data.n_items)}
         report("write", 0.85, f"writing artifact {path}")
         t0 = time.perf_counter()
-        _write_artifact(path, model, snap, meta)
+        arrays = _write_artifact(path, model, snap, meta)
         timings["write_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        report("segments", 0.9, "clustering shoppers into interest segments")
+        segs = _fit_segments(arrays["user_vectors"], data, snap, seed)
+        if segs is not None:
+            segs.save(path / "segments")
+        timings["segments_s"] = time.perf_counter() - t0
         version = ModelVersion.objects.create(
             name=name, kind=kind, status=ModelVersion.Status.READY, artifact_path=str(path),
-            params={**params, "random_state": seed}, metrics={"validation": val, "validation_popularity": baseline},
+            params={**params, "random_state": seed},
+            metrics={"validation": val, "validation_popularity": baseline, "cleaning": cleaning.as_dict(),
+                     "behaviour": behaviour},
             timings=timings, data_from=since, data_to=until,
         )
+        if segs is not None:
+            _save_segments(version, segs, snap)
+            report("segments", 0.95, f"{segs.k} segments: " + "; ".join(f"{s.label} ({s.size})" for s in segs.segments))
         active = ModelVersion.objects.filter(is_active=True).first()
         ok, why = passes_gate(val, baseline, active)
         if ok or run.force_activate:

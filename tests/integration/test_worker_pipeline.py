@@ -15,7 +15,7 @@ from recommender.features.embeddings import dirty_items
 from recommender.ingestion.events import do_write_events
 from recommender.ingestion.items import do_write_items
 from recommender.ingestion.validation import validate_events, validate_items
-from recommender.models import Item, ItemEmbedding, ModelVersion, TrainingRun
+from recommender.models import Item, ItemEmbedding, ModelVersion, TrainingRun, UserSegment
 from recommender.tasks import embed_items, train_model
 from recommender.training.pipeline import do_queue_training, do_train
 
@@ -81,6 +81,29 @@ def test_worker_embeds_items_then_trains_and_activates_a_model(tmp_path):
     assert not list(path.rglob("*.pkl")) and not list(path.rglob("*.pickle"))
     items = np.load(path / "item_vectors.npy")
     assert items.shape[0] == Item.objects.live().count()
+    # and shoppers were clustered into described interest segments
+    segments = list(version.segments.all())
+    assert len(segments) >= 2 and all(s.size > 0 and s.top_terms for s in segments)
+    assert sum(s.size for s in segments) == UserSegment.objects.filter(model_version=version).count()
+    assert version.metrics["cleaning"]["n_input"] >= version.metrics["cleaning"]["n_output"] > 0
+    assert version.metrics["behaviour"]["event_types"]["purchase"] > 0
+
+
+def test_two_trainings_never_run_at_once():
+    import psycopg
+
+    from recommender.training.locks import TRAINING_LOCK_ID, LockBusy
+    from .worker import database_url
+
+    run = do_queue_training("test", params={"kind": "most-popular"})
+    # given another process holding the training lock
+    with psycopg.connect(database_url(), autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", [TRAINING_LOCK_ID])
+        # then a second training refuses to start and leaves its run queued
+        with pytest.raises(LockBusy):
+            do_train(run.pk)
+    run.refresh_from_db()
+    assert run.status == "queued" and run.attempts == 0
 
 
 def test_re_embedding_touches_only_changed_items():
