@@ -5,14 +5,11 @@ import sys
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management import call_command, get_commands
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from recommender.api.apikeys import do_create_api_key
-from recommender.models import APIKey, Item
-
-# Each step that exists so far, in pipeline order; later steps (embed, train) join this list.
-PIPELINE = ["seed_demo"]
+from recommender.models import APIKey, Item, ModelVersion
 
 
 class Command(BaseCommand):
@@ -25,17 +22,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
         parser.add_argument("--no-serve", action="store_true", help="Prepare everything, then exit.")
+        parser.add_argument("--items", type=int, default=3_000, help="Size of the synthetic shop.")
+        parser.add_argument("--users", type=int, default=1_500)
+        parser.add_argument("--weeks", type=int, default=8)
 
-    def handle(self, *args, port: int, no_serve: bool, **options):
+    def handle(self, *args, port: int, no_serve: bool, items: int, users: int, weeks: int, **options):
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database migrated.")
-        available = get_commands()
-        for step in PIPELINE:
-            if step == "seed_demo" and Item.objects.exists():
-                self.stdout.write("Demo shop already present (synthetic data); not regenerating.")
-                continue
-            if step in available:
-                call_command(step)
+        # The pipeline, step by step: collect (synthetic) behaviour, embed item text, learn.
+        if Item.objects.exists():
+            self.stdout.write("Demo shop already present (synthetic data); not regenerating.")
+        else:
+            call_command("seed_demo", items=items, users=users, weeks=weeks, stdout=self.stdout, stderr=self.stderr)
+        call_command("embed_items", stdout=self.stdout, stderr=self.stderr)
+        if not ModelVersion.objects.filter(is_active=True).exists():
+            self.stdout.write("Training the first model (the Celery worker retrains it nightly)...")
+            call_command("train", stdout=self.stdout, stderr=self.stderr)
         User = get_user_model()
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@example.com", "admin")

@@ -190,3 +190,13 @@ def test_errors_say_what_to_change(twin_data, model):
 
 def test_fit_time_is_recorded(model):
     assert model.fit_seconds_ is not None and model.fit_seconds_ > 0
+
+
+def test_new_item_boost_lifts_exactly_the_items_without_events(model):
+    boosted = _copy(model)
+    boosted.params["new_item_boost"] = model.params["new_item_boost"] + 1.5
+    diff = boosted.user_vectors() @ boosted.item_vectors().T - model.user_vectors() @ model.item_vectors().T
+    np.testing.assert_allclose(diff[:, COLD], 1.5, atol=1e-4)
+    np.testing.assert_allclose(diff[:, : N_ITEMS - N_COLD], 0.0, atol=1e-4)
+    ids, _ = boosted.recommend(USERS, k=1, candidates=np.array([0, 36]))
+    assert (ids[:, 0] == 36).mean() > (model.recommend(USERS, k=1, candidates=np.array([0, 36]))[0][:, 0] == 36).mean()

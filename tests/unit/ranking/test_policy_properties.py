@@ -148,10 +148,15 @@ def worlds(draw, *, rules: bool = True, share=None, diversity=None, exploration=
         )
         bought = np.asarray(draw(st.lists(items, max_size=3)), dtype=np.int64)
     else:
+        # No filters or merchandiser rules; share / diversity / exploration as given
+        # (a value or a strategy), else off.
+        def value(x, off):
+            return off if x is None else draw(x) if isinstance(x, st.SearchStrategy) else x
+
         policy = PolicyConfig(
-            min_tail_share=share or 0.0,
-            diversity=diversity or 0.0,
-            exploration_positions=exploration or (),
+            min_tail_share=value(share, 0.0),
+            diversity=value(diversity, 0.0),
+            exploration_positions=value(exploration, ()),
         )
         request = RequestFilters(in_stock_only=False)
         bought = np.zeros(0, dtype=np.int64)
@@ -211,9 +216,8 @@ def test_eligible_pins_come_first_in_pin_order(world):
     assert not any(REASON_PINNED in r for r in result.reasons[len(pins) :])
 
 
-@no_deadline
-@given(world=worlds())
-def test_tail_quota_holds_in_every_prefix_where_feasible(world):
+def check_tail_quota(world: World) -> None:
+    """t(p) >= min(floor(share * p), t(P) + min(p - P, T)) for every prefix p past the pins."""
     result = world.run()
     ids = result.ids
     n_pins = len(world.eligible_pins())
@@ -227,6 +231,26 @@ def test_tail_quota_holds_in_every_prefix_where_feasible(world):
         wanted = math.floor(share * p + 1e-9)
         feasible = t[n_pins] + min(p - n_pins, supply)
         assert t[p] >= min(wanted, feasible), (p, t.tolist(), wanted, feasible)
+
+
+@no_deadline
+@given(world=worlds())
+def test_tail_quota_holds_in_every_prefix_where_feasible(world):
+    check_tail_quota(world)
+
+
+@no_deadline
+@given(
+    world=worlds(
+        rules=False,
+        share=st.sampled_from([0.2, 1 / 3, 0.5, 0.7, 1.0]),
+        diversity=st.sampled_from([0.0, 0.3, 1.0]),
+        exploration=st.sets(st.integers(0, 12), max_size=3).map(tuple),
+    )
+)
+def test_tail_quota_holds_with_diversity_and_exploration(world):
+    # Without filters the lists are long and the quota binds often, MMR included.
+    check_tail_quota(world)
 
 
 @no_deadline

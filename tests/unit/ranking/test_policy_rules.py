@@ -237,6 +237,14 @@ def test_head_pins_leave_a_deficit_made_up_right_after():
     assert result.ids.tolist() == [2, 3, 4, 5, 0, 1]
 
 
+def test_tail_pins_count_towards_the_quota():
+    # given head items 0, 1 that outscore tail items 2, 3, and tail item 3 pinned
+    catalog = make_catalog(4, is_head=np.array([True, True, False, False]))
+    result = ranked(catalog, PolicyConfig(min_tail_share=0.5, pinned=(3,)), k=4)
+    # then the pin already covers prefixes 2 and 3; prefix 4 needs a second tail item
+    assert result.ids.tolist() == [3, 0, 1, 2]
+
+
 # --- exploration --------------------------------------------------------------------------
 
 
