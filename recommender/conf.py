@@ -48,6 +48,33 @@ DEFAULTS: dict[str, Any] = {
     "QUALITY_GATE_TOLERANCE": 0.05,
     "TRAINING_PARAMS": {},
     "SEGMENTS": 8,
+    # Serving: how often each process checks for a newly activated model version and for
+    # policy edits (one tiny query each), and rebuilds its catalog arrays (popularity, head
+    # mask, stock, prices) and today's impression counts.
+    "SERVING_VERSION_CHECK_SECONDS": 1.0,
+    "SERVING_POLICY_CHECK_SECONDS": 2.0,
+    "SERVING_CATALOG_REFRESH_SECONDS": 60.0,
+    "SERVING_IMPRESSIONS_REFRESH_SECONDS": 10.0,
+    # Model candidates handed to the exposure policy per request (it re-ranks them to k).
+    "SERVING_CANDIDATES": 200,
+    # Above this many items the index searches with hnswlib (when installed) instead of an
+    # exact numpy product; None searches exactly always.
+    "SERVING_ANN_THRESHOLD": None,
+    # A user's most recent events read per request (their history for fallbacks and reasons).
+    "SERVING_HISTORY_EVENTS": 50,
+    # Items created this recently are tagged "new item".
+    "SERVING_NEW_ITEM_DAYS": 14,
+    # Items that had a recommendation impression within this many days count as "ever shown"
+    # for exploration slots.
+    "SERVING_SHOWN_LOOKBACK_DAYS": 90,
+    # Served lists waiting to be written as impression events; beyond this they are dropped
+    # (and counted) rather than slowing requests down.
+    "IMPRESSION_QUEUE_SIZE": 10_000,
+    "IMPRESSION_FLUSH_SECONDS": 0.5,
+    # The shopper id impressions of anonymous session requests are logged under.
+    "ANONYMOUS_USER_ID": "_anonymous",
+    # Mixed into the hash that assigns users to A/B variants; change it to reshuffle users.
+    "AB_SALT": "recommender-ab",
     # Text fields longer than these are rejected with a message naming the limit.
     "MAX_LENGTHS": {
         "item_id": 128,

@@ -4,8 +4,9 @@ from .catalog import Item, ShopUser
 from .events import Event, EventType
 from .learning import InterestSegment, ItemEmbedding, TrainingRun, UserSegment
 from .modelversions import ModelVersion
+from .policy import ABVariant, ExposurePolicy, ItemRule, Promotion, ServedList
 
 __all__ = [
-    "APIKey", "Event", "EventType", "InterestSegment", "Item", "ItemEmbedding", "ModelVersion",
-    "ShopUser", "TrainingRun", "UserSegment",
+    "ABVariant", "APIKey", "Event", "EventType", "ExposurePolicy", "InterestSegment", "Item", "ItemEmbedding",
+    "ItemRule", "ModelVersion", "Promotion", "ServedList", "ShopUser", "TrainingRun", "UserSegment",
 ]

@@ -1,0 +1,175 @@
+"""An immutable in-memory index of one model version's vectors. Pure numpy; never imports Django or torch.
+
+The artifact's ``.npy`` files are opened with ``mmap_mode="r"``: every gunicorn worker maps
+the same file pages, so N workers cost the memory of one copy (plus what each touches).
+A new version is a new :class:`VectorIndex`; the serving state swaps the reference, so a
+request that already holds the old one finishes on it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+class IndexUnavailable(Exception):
+    """An artifact folder is missing or malformed; the message says which file."""
+
+
+def _pk_lookup(pks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted pks, their positions) for a vectorised pk -> index search."""
+    order = np.argsort(pks, kind="stable")
+    return pks[order], order
+
+
+def _find(sorted_pks: np.ndarray, order: np.ndarray, pks: np.ndarray) -> np.ndarray:
+    """Index of each of ``pks`` (m,) in the space, -1 where absent."""
+    pks = np.asarray(pks, dtype=np.int64).reshape(-1)
+    if not len(sorted_pks) or not len(pks):
+        return np.full(len(pks), -1, dtype=np.int64)
+    pos = np.searchsorted(sorted_pks, pks)
+    pos[pos == len(sorted_pks)] = 0
+    hit = sorted_pks[pos] == pks
+    return np.where(hit, order[pos], -1).astype(np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class VectorIndex:
+    """Item and user vectors of one version, with pk <-> index maps and top-n search.
+
+    Attributes
+    ----------
+    name : the ModelVersion name ("" for the text-embedding fallback space)
+    item_vectors : (n_items, d) float32, possibly a read-only memory map
+    item_pks : (n_items,) int64 database ids in index order
+    user_vectors : (n_users, d) float32 or None
+    user_pks : (n_users,) int64 or None
+    """
+
+    name: str
+    item_vectors: np.ndarray
+    item_pks: np.ndarray
+    user_vectors: np.ndarray | None = None
+    user_pks: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+    ann_threshold: int | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.item_pks)
+        if self.item_vectors.ndim != 2 or self.item_vectors.shape[0] != n:
+            raise IndexUnavailable(
+                f"item_vectors has shape {self.item_vectors.shape} but item_pks has {n} ids."
+            )
+        set_ = object.__setattr__
+        set_(self, "_items", _pk_lookup(np.asarray(self.item_pks, dtype=np.int64)))
+        users = self.user_pks if self.user_pks is not None else np.zeros(0, np.int64)
+        set_(self, "_users", _pk_lookup(np.asarray(users, dtype=np.int64)))
+        # Norms once per version, for cosine similarity of items (similar items, reasons).
+        vec = np.asarray(self.item_vectors, dtype=np.float32)
+        norms = np.sqrt(np.einsum("ij,ij->i", vec, vec)).astype(np.float32)
+        set_(self, "_norms", np.where(norms > 0, norms, 1.0).astype(np.float32))
+        set_(self, "_ann", self._build_ann())
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_pks)
+
+    @property
+    def dim(self) -> int:
+        return int(self.item_vectors.shape[1])
+
+    @classmethod
+    def load(cls, path: str | Path, name: str, ann_threshold: int | None = None) -> "VectorIndex":
+        """Open an artifact folder (see training.pipeline) as memory maps."""
+        path = Path(path)
+        arrays = {}
+        for stem in ("item_vectors", "item_pks", "user_vectors", "user_pks"):
+            file = path / f"{stem}.npy"
+            if not file.exists():
+                raise IndexUnavailable(f"{file} is missing: the artifact of {name!r} is incomplete.")
+            try:
+                arrays[stem] = np.load(file, mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise IndexUnavailable(f"{file} cannot be read: {exc}.") from exc
+        meta_file = path / "meta.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+        return cls(
+            name=name,
+            item_vectors=arrays["item_vectors"],
+            # Id arrays are small and searched on every request: keep them in private memory.
+            item_pks=np.array(arrays["item_pks"], dtype=np.int64),
+            user_vectors=arrays["user_vectors"],
+            user_pks=np.array(arrays["user_pks"], dtype=np.int64),
+            meta=meta,
+            ann_threshold=ann_threshold,
+        )
+
+    def item_index(self, pks: np.ndarray) -> np.ndarray:
+        """(m,) int64 index of each item pk; -1 where the version does not know it."""
+        return _find(*self._items, pks)
+
+    def user_vector(self, user_pk: int | None) -> np.ndarray | None:
+        """(d,) float32 the user's vector, or None when unknown or all zero (no user space)."""
+        if user_pk is None or self.user_vectors is None:
+            return None
+        at = int(_find(*self._users, np.array([user_pk]))[0])
+        if at < 0:
+            return None
+        vec = np.asarray(self.user_vectors[at], dtype=np.float32)
+        return vec if vec.any() else None
+
+    def profile(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+        """(d,) weighted mean of the unit vectors of ``items`` (m,), or None when all are zero."""
+        items = np.asarray(items, dtype=np.int64)
+        if not len(items):
+            return None
+        vec = np.asarray(self.item_vectors[items], dtype=np.float32) / self._norms[items, None]
+        q = np.asarray(weights, dtype=np.float32) @ vec
+        return q if np.any(q) else None
+
+    def search(self, query: np.ndarray, n: int, *, cosine: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items by dot product (or cosine) with ``query`` (d,).
+
+        Returns
+        -------
+        ids : (m,) int64 item indices best first, ``m <= n``
+        scores : (m,) float32
+        """
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        n = min(n, self.n_items)
+        if n <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if self._ann is not None and not cosine:
+            labels, dist = self._ann.knn_query(q, k=n)
+            # hnswlib's "ip" space returns 1 - dot.
+            return labels[0].astype(np.int64), (1.0 - dist[0]).astype(np.float32)
+        scores = self.item_vectors @ q
+        if cosine:
+            scores = scores / self._norms
+        if n < len(scores):
+            part = np.argpartition(-scores, n - 1)[:n]
+        else:
+            part = np.arange(len(scores))
+        order = part[np.argsort(-scores[part], kind="stable")]
+        return order.astype(np.int64), np.asarray(scores[order], dtype=np.float32)
+
+    def cosine(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """(len(a), len(b)) cosine similarity of item indices ``a`` and ``b``."""
+        va = np.asarray(self.item_vectors[a], dtype=np.float32) / self._norms[a, None]
+        vb = np.asarray(self.item_vectors[b], dtype=np.float32) / self._norms[b, None]
+        return va @ vb.T
+
+    def _build_ann(self):
+        if self.ann_threshold is None or self.n_items <= self.ann_threshold:
+            return None
+        try:
+            import hnswlib
+        except ImportError:  # the exact search still works, only slower on big catalogs
+            return None
+        ann = hnswlib.Index(space="ip", dim=self.dim)
+        ann.init_index(max_elements=self.n_items, ef_construction=100, M=16, random_seed=0)
+        ann.add_items(np.asarray(self.item_vectors, dtype=np.float32), np.arange(self.n_items), num_threads=1)
+        ann.set_ef(256)
+        return ann

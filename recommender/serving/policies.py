@@ -1,0 +1,141 @@
+"""The admin's policies, promotions, rules and A/B variants as one immutable snapshot per process.
+
+Edits take effect without a restart: every ``SERVING_POLICY_CHECK_SECONDS`` one tiny query
+reads a change key (the newest ``updated_at`` and the row count of each table; counts catch
+deletions), and only when it moved are the rows read again (four queries). Queryset
+``update()`` calls bypass ``auto_now``; edit through the admin or ``save()``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from ..conf import settings as rec_settings
+from ..models import ABVariant, ExposurePolicy, ItemRule, Promotion
+
+_TABLES = (ExposurePolicy, Promotion, ItemRule, ABVariant)
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    """One ExposurePolicy with its promotions and rules, as plain values (item database ids)."""
+
+    id: int
+    name: str
+    head_share: float
+    head_window_days: int
+    tail_boost: float
+    min_tail_share: float
+    diversity: float
+    exploration_slots: int
+    exclude_purchased: bool
+    daily_impression_cap: int | None
+    # (boost, item pk or None, category or "", starts_at, ends_at)
+    promotions: tuple[tuple[float, int | None, str, datetime | None, datetime | None], ...] = ()
+    pinned: tuple[int, ...] = ()
+    buried: tuple[int, ...] = ()
+
+
+#: What serves when no policy is marked default: the ExposurePolicy field defaults.
+BUILT_IN = PolicyRow(
+    id=0,
+    name="built-in",
+    **{
+        f: ExposurePolicy._meta.get_field(f).default
+        for f in (
+            "head_share", "head_window_days", "tail_boost", "min_tail_share", "diversity",
+            "exploration_slots", "exclude_purchased",
+        )
+    },
+    daily_impression_cap=None,
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    policy_id: int
+    model_version_id: int | None
+    share: float
+
+
+@dataclass(frozen=True, eq=False)
+class PolicySnapshot:
+    """Every policy and the experiment's arms at one moment; ``key`` changes with any edit."""
+
+    key: tuple
+    policies: dict[int, PolicyRow]
+    default_id: int | None
+    variants: tuple[Variant, ...] = ()
+    _cuts: tuple[float, ...] = field(default=(), repr=False)
+
+    @property
+    def default(self) -> PolicyRow:
+        return self.policies.get(self.default_id, BUILT_IN) if self.default_id else BUILT_IN
+
+    def assign(self, user_id: str | None) -> tuple[PolicyRow, Variant | None]:
+        """The policy and A/B arm of a user: a stable hash of the id against the arms' shares."""
+        if user_id is None or not self.variants:
+            return self.default, None
+        digest = hashlib.sha256(f"{rec_settings.AB_SALT}:{user_id}".encode()).digest()
+        u = int.from_bytes(digest[:8], "big") / 2.0**64
+        for cut, variant in zip(self._cuts, self.variants):
+            if u < cut:
+                return self.policies[variant.policy_id], variant
+        return self.default, None
+
+
+def change_key() -> tuple:
+    """One query: the newest edit time and row count of every policy table."""
+    parts = ", ".join(
+        f"(SELECT MAX(updated_at) FROM {m._meta.db_table}), (SELECT COUNT(*) FROM {m._meta.db_table})"
+        for m in _TABLES
+    )
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {parts}")
+        return tuple(str(v) for v in cur.fetchone())
+
+
+def load_snapshot(key: tuple) -> PolicySnapshot:
+    """Read every policy, promotion, rule and active variant (four queries)."""
+    promos: dict[int, list] = {}
+    for row in Promotion.objects.values_list("policy_id", "boost", "item_id", "category", "starts_at", "ends_at"):
+        promos.setdefault(row[0], []).append(tuple(row[1:]))
+    pins: dict[int, list[int]] = {}
+    buries: dict[int, list[int]] = {}
+    for policy_id, item_id, action in ItemRule.objects.order_by("position", "pk").values_list(
+        "policy_id", "item_id", "action"
+    ):
+        (pins if action == ItemRule.Action.PIN else buries).setdefault(policy_id, []).append(item_id)
+    policies: dict[int, PolicyRow] = {}
+    default_id = None
+    for p in ExposurePolicy.objects.all():
+        policies[p.pk] = PolicyRow(
+            id=p.pk, name=p.name, head_share=p.head_share, head_window_days=p.head_window_days,
+            tail_boost=p.tail_boost, min_tail_share=p.min_tail_share, diversity=p.diversity,
+            exploration_slots=p.exploration_slots, exclude_purchased=p.exclude_purchased,
+            daily_impression_cap=p.daily_impression_cap,
+            promotions=tuple(promos.get(p.pk, ())), pinned=tuple(pins.get(p.pk, ())),
+            buried=tuple(buries.get(p.pk, ())),
+        )
+        if p.is_default:
+            default_id = p.pk
+    variants = tuple(
+        Variant(v.name, v.policy_id, v.model_version_id, float(v.share))
+        for v in ABVariant.objects.filter(is_active=True, share__gt=0).order_by("name")
+    )
+    # Cumulative shares, capped at 1: arms beyond a full house get nobody (the admin says so).
+    cuts, total = [], 0.0
+    for v in variants:
+        total = min(1.0, total + v.share)
+        cuts.append(total)
+    return PolicySnapshot(key=key, policies=policies, default_id=default_id, variants=variants, _cuts=tuple(cuts))
+
+
+def describe(row: PolicyRow) -> dict[str, Any]:
+    """The policy's settings as shown in responses and reports."""
+    return {"name": row.name, "tail_boost": row.tail_boost, "min_tail_share": row.min_tail_share}
