@@ -117,3 +117,60 @@ class InterestSegmentAdmin(admin.ModelAdmin):
     list_display = ("model_version", "index", "label", "size")
     list_filter = ("model_version",)
     readonly_fields = [f.name for f in InterestSegment._meta.fields]
+
+
+# --- Exposure policy, merchandising rules and the A/B experiment (serving) ----------------------
+from .models import ABVariant, ExposurePolicy, ItemRule, Promotion, ServedList  # noqa: E402
+
+
+class PromotionInline(admin.TabularInline):
+    model = Promotion
+    extra = 0
+    raw_id_fields = ("item",)
+    fields = ("item", "category", "boost", "starts_at", "ends_at")
+
+
+class ItemRuleInline(admin.TabularInline):
+    model = ItemRule
+    extra = 0
+    raw_id_fields = ("item",)
+    fields = ("item", "action", "position")
+
+
+@admin.register(ExposurePolicy)
+class ExposurePolicyAdmin(admin.ModelAdmin):
+    """Edits reach every serving process within a few seconds; no restart is needed."""
+
+    list_display = (
+        "name", "is_default", "head_share", "head_window_days", "tail_boost", "min_tail_share", "diversity",
+        "exploration_slots", "daily_impression_cap", "updated_at",
+    )
+    list_editable = ("tail_boost", "min_tail_share")
+    inlines = [PromotionInline, ItemRuleInline]
+    readonly_fields = ("updated_at",)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # Inline edits change their own rows' updated_at; touching the policy too keeps its
+        # "updated at" column honest for whoever reads the list.
+        form.instance.save(update_fields=["updated_at"])
+
+
+@admin.register(ABVariant)
+class ABVariantAdmin(admin.ModelAdmin):
+    list_display = ("name", "policy", "model_version", "share", "is_active", "updated_at")
+    list_editable = ("share", "is_active")
+    list_filter = ("is_active",)
+    raw_id_fields = ("model_version",)
+
+
+@admin.register(ServedList)
+class ServedListAdmin(admin.ModelAdmin):
+    list_display = ("served_at", "endpoint", "user_external_id", "variant", "policy", "model_version", "fallback")
+    list_filter = ("endpoint", "variant")
+    search_fields = ("=user_external_id",)
+    readonly_fields = [f.name for f in ServedList._meta.fields]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False

@@ -55,6 +55,10 @@ DEFAULTS: dict[str, Any] = {
     "SERVING_POLICY_CHECK_SECONDS": 2.0,
     "SERVING_CATALOG_REFRESH_SECONDS": 60.0,
     "SERVING_IMPRESSIONS_REFRESH_SECONDS": 10.0,
+    # Load new versions and rebuild catalogs in a background thread (requests keep serving the
+    # old ones meanwhile); False does it in the request that notices, which tests need because
+    # a thread's connection cannot see a test's uncommitted rows.
+    "SERVING_REFRESH_IN_BACKGROUND": True,
     # Model candidates handed to the exposure policy per request (it re-ranks them to k).
     "SERVING_CANDIDATES": 200,
     # Above this many items the index searches with hnswlib (when installed) instead of an

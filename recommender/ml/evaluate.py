@@ -386,11 +386,18 @@ def plot_tradeoff(rows: Sequence[Row], path: str | Path, title: str = "") -> Non
     plt.close(fig)
 
 
-def embed_items(dataset, cache_dir: str | Path | None = None, model_path: str | None = None) -> np.ndarray:
+def embed_items(
+    dataset,
+    cache_dir: str | Path | None = None,
+    model_path: str | None = None,
+    *,
+    with_price_band: bool = True,
+) -> np.ndarray:
     """(n_items, d) float32 text embeddings of a Dataset's items (cached by text hash)."""
     from .text import Embedder, dataset_texts
 
-    return Embedder(model_path, cache_dir=cache_dir).encode(dataset_texts(dataset))
+    texts = dataset_texts(dataset, with_price_band=with_price_band)
+    return Embedder(model_path, cache_dir=cache_dir).encode(texts)
 
 
 def rerank_curve_method(base_method: Method, alphas: Sequence[float]) -> Method:

@@ -169,8 +169,6 @@ class HybridSequentialModel(Recommender):
     target_days : length of the future window whose new-to-user items are the targets
     id_dropout : probability of dropping an item's id embedding in a training step
     epochs, batch_size, lr, weight_decay : AdamW training schedule
-    half_life_days : recency weighting of training examples (None: all equal)
-    train_days : only cuts within this many days of the end of training (None: all)
     warmup_days : no cuts in the first days of the log, where every item looks new
     content : add ``beta_u * cos(text profile of the history, text_i)`` to the score, with
         ``beta_u`` learned per user (the content-only peer's signal, at full text resolution)
@@ -195,7 +193,7 @@ class HybridSequentialModel(Recommender):
     defaults: ClassVar[dict[str, Any]] = dict(
         dim=64, n_layers=2, n_heads=2, dropout=0.2, max_len=50, dedupe=True, target_days=30,
         id_dropout=0.25, epochs=10, batch_size=256, lr=2e-3, weight_decay=0.01,
-        half_life_days=None, train_days=None, warmup_days=30, content=True, new_item_boost=2.0,
+        warmup_days=30, content=True, new_item_boost=2.0,
         n_threads=2,
     )
 
@@ -240,8 +238,6 @@ class HybridSequentialModel(Recommender):
             if hi - lo < 2:
                 continue
             t = np.unique(self._ev_ts[lo:hi])[1:]
-            if p["train_days"] is not None:
-                t = t[t >= self._t_end - p["train_days"] * DAY]
             # at the start of the log every item looks new; those cuts would teach that "new" means popular
             t = t[t >= self._t_start + p["warmup_days"] * DAY]
             if not len(t):
@@ -309,10 +305,6 @@ class HybridSequentialModel(Recommender):
             clock = _PopularityClock(data.user.astype(np.int64), data.item.astype(np.int64),
                                      data.timestamp.astype(np.int64), data.n_items)
             ex_user, ex_cut, ex_hend, ex_fmid, ex_fhi = self._examples()
-            if p["half_life_days"]:
-                ex_w = 0.5 ** ((self._t_end - ex_cut) / (p["half_life_days"] * DAY))
-            else:
-                ex_w = np.ones(len(ex_cut))
             self.net = _build_network(self.n_items, self._text.shape[1], p["dim"], p["n_layers"],
                                       p["n_heads"], p["max_len"], p["dropout"], p["content"])
             net = self.net
@@ -366,8 +358,9 @@ class HybridSequentialModel(Recommender):
                     logits = logits.masked_fill(torch.from_numpy(invalid), float("-inf"))
                     logp = torch.log_softmax(logits, dim=1)
                     n_t = np.bincount(rt, minlength=b).astype(np.float32)
-                    tw = torch.from_numpy((ex_w[idx][rt] / n_t[rt]).astype(np.float32))
-                    loss = -(logp[torch.from_numpy(rt), torch.from_numpy(ct)] * tw).sum() / float(ex_w[idx].sum())
+                    # every example counts once, however many targets it has
+                    tw = torch.from_numpy((1.0 / n_t[rt]).astype(np.float32))
+                    loss = -(logp[torch.from_numpy(rt), torch.from_numpy(ct)] * tw).sum() / b
                     opt.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

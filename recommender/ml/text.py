@@ -58,9 +58,14 @@ def item_text(
     return ". ".join(p for p in clean if p)
 
 
-def dataset_texts(dataset) -> list[str]:
-    """Text of every item of a :class:`~recommender.ml.datasets.Dataset`, in item index order."""
-    edges = price_band_edges(dataset.prices)
+def dataset_texts(dataset, *, with_price_band: bool = True) -> list[str]:
+    """Text of every item of a :class:`~recommender.ml.datasets.Dataset`, in item index order.
+
+    ``with_price_band=False`` leaves the band word out. On Online Retail (titles only) the
+    word makes short titles look alike: ContentOnly's validation NDCG@10 is 0.048 with it and
+    0.046 without, but its ColdHit@20 is 0.041 with it and 0.058 without.
+    """
+    edges = price_band_edges(dataset.prices) if with_price_band else np.full(3, np.nan)
     return [
         item_text(t, c, b, d, price_band(float(p), edges))
         for t, c, b, d, p in zip(

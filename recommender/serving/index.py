@@ -147,7 +147,8 @@ class VectorIndex:
             return labels[0].astype(np.int64), (1.0 - dist[0]).astype(np.float32)
         scores = self.item_vectors @ q
         if cosine:
-            scores = scores / self._norms
+            qn = float(np.sqrt(q @ q))
+            scores = scores / (self._norms * (qn if qn > 0 else 1.0))
         if n < len(scores):
             part = np.argpartition(-scores, n - 1)[:n]
         else:

@@ -93,3 +93,14 @@ def test_packaged_sentence_model_embeds_normalised_384_dims():
     assert v.shape == (3, 384) and v.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-4)
     assert v[0] @ v[1] > v[0] @ v[2], "two heart holders are closer than a heart holder and tools"
+
+
+def test_dataset_texts_follow_the_item_index_with_or_without_price_band():
+    from ml_testdata import make_dataset
+
+    ds = make_dataset()
+    with_band = T.dataset_texts(ds)
+    without = T.dataset_texts(ds, with_price_band=False)
+    assert len(with_band) == ds.n_items
+    assert with_band[0] == f"{ds.titles[0]}. budget price" and with_band[-1] == f"{ds.titles[-1]}. luxury price"
+    assert without == list(ds.titles)

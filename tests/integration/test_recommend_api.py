@@ -1,0 +1,391 @@
+"""The recommendation endpoints: lists, reasons, filters, fallbacks, bad input, policy edits, query counts."""
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from recommender.models import ABVariant, Event, EventType, ExposurePolicy, Item, ItemRule, Promotion, ServedList
+from recommender.serving import impressions
+
+from .serving_data import clock, make_shop, serving_settings, write_version  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.django_db
+
+USER = "/api/v1/recommendations/users/{}"
+SIMILAR = "/api/v1/recommendations/items/{}/similar"
+SESSION = "/api/v1/recommendations/session"
+
+
+@pytest.fixture
+def shop(serving_settings, clock, tmp_path):
+    make_shop()
+    return tmp_path
+
+
+@pytest.fixture
+def model(shop):
+    return write_version(shop / "artifacts", "v1")
+
+
+def post(api, path, body, **query):
+    qs = "&".join(f"{k}={v}" for k, v in query.items())
+    return api.post(f"{path}?{qs}" if qs else path, data=orjson.dumps(body), content_type="application/json")
+
+
+def ids(response) -> list[str]:
+    return [i["item_id"] for i in response.json()["items"]]
+
+
+def category_of(item_id: str) -> int:
+    return int(item_id.split("-")[1]) % 4
+
+
+# --- personalised -------------------------------------------------------------------------------
+
+def test_user_gets_k_items_of_their_taste_with_reasons(api, model):
+    # given user u1, who likes category c1 and bought sku-9 (c1)
+    r = api.get(USER.format("u1"), {"k": 5})
+    assert r.status_code == 200, r.content
+    body = r.json()
+    # then five items come back with the envelope the API promises
+    assert len(body["items"]) == 5
+    assert body["model_version"] == "v1" and body["policy"] == "built-in" and body["variant"] is None
+    assert body["fallback"] is None
+    uuid.UUID(body["request_id"])
+    # and items of the liked category lead, the bought item is not repeated, each has a segment and reasons
+    assert category_of(body["items"][0]["item_id"]) == 1
+    assert "sku-9" not in ids(r)
+    for item in body["items"]:
+        assert item["segment"] in ("head", "tail") and item["reasons"] and item["title"]
+    assert any("similar to an item you bought" in i["reasons"] for i in body["items"])
+
+
+def test_tail_share_holds_in_every_prefix(api, model):
+    ExposurePolicy.objects.create(name="fair", is_default=True, min_tail_share=0.5, tail_boost=0.0)
+    body = api.get(USER.format("u2"), {"k": 10}).json()
+    segs = [i["segment"] for i in body["items"]]
+    assert body["policy"] == "fair"
+    for p in range(1, len(segs) + 1):
+        assert segs[:p].count("tail") >= int(0.5 * p)
+
+
+def test_filters_category_price_exclude_and_stock(api, model):
+    r = api.get(USER.format("u1"), {"k": 20, "category": "c2", "min_price": 10, "max_price": 30, "exclude": "sku-10,sku-14"})
+    assert r.status_code == 200
+    got = ids(r)
+    assert got, "some c2 items between 10 and 30 exist"
+    for item_id in got:
+        i = int(item_id.split("-")[1])
+        assert i % 4 == 2 and 10 <= 5 + i <= 30 and item_id not in ("sku-10", "sku-14")
+    # sku-39 is out of stock: only with in_stock=false
+    assert "sku-39" not in ids(api.get(USER.format("u3"), {"k": 100}))
+    assert "sku-39" in ids(api.get(USER.format("u3"), {"k": 100, "in_stock": "false"}))
+    # an unknown category matches nothing (not an error)
+    assert api.get(USER.format("u1"), {"category": "nope"}).json()["items"] == []
+
+
+# --- fallbacks ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("user, why", [("stranger", "unknown user"), ("newbie", "no history")])
+def test_unknown_user_or_no_history_gets_a_popular_fallback(api, model, user, why):
+    r = api.get(USER.format(user), {"k": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["fallback"]["reason"] == why and body["fallback"]["served"] == "popular overall"
+    assert len(body["items"]) == 5
+    assert body["items"][0]["item_id"] in {f"sku-{i}" for i in range(8)}
+
+
+def test_no_trained_model_serves_popularity_and_says_so(api, shop):
+    r = api.get(USER.format("u1"), {"k": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["model_version"] is None and len(body["items"]) == 5
+    assert "no trained model" in body["fallback"]["model"]
+
+
+def test_session_without_known_items_falls_back(api, model):
+    r = post(api, SESSION, {"item_ids": ["ghost"], "event_types": ["view"]})
+    assert r.status_code == 200
+    assert r.json()["fallback"]["reason"] == "no known session items"
+
+
+# --- similar and session ------------------------------------------------------------------------
+
+def test_similar_items_share_the_category_and_exclude_the_item(api, model):
+    r = api.get(SIMILAR.format("sku-5"), {"k": 5})
+    assert r.status_code == 200, r.content
+    got = ids(r)
+    assert "sku-5" not in got
+    assert category_of(got[0]) == 1
+    assert "similar to this item" in r.json()["items"][0]["reasons"]
+
+
+def test_similar_to_unknown_item_is_404(api, model):
+    r = api.get(SIMILAR.format("nope"))
+    assert r.status_code == 404
+    assert "nope" in r.json()["detail"]
+
+
+def test_session_recommends_like_its_items(api, model):
+    r = post(api, SESSION, {"item_ids": ["sku-3", "sku-7", "sku-11"], "event_types": ["view", "view", "add_to_cart"]}, k=5)
+    assert r.status_code == 200, r.content
+    got = ids(r)
+    assert category_of(got[0]) == 3
+    assert not {"sku-3", "sku-7", "sku-11"} & set(got)
+    assert r.json()["fallback"] is None
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ({"k": 0}, "k=0 is out of range"),
+        ({"k": 101}, "k=101 is out of range"),
+        ({"k": "ten"}, "not an integer"),
+        ({"colour": "red"}, "Unknown query parameter(s): colour"),
+        ({"min_price": "cheap"}, "not a number"),
+        ({"min_price": 30, "max_price": 10}, "swap them"),
+        ({"in_stock": "maybe"}, "send true or false"),
+        ({"min_price": -1}, ">= 0"),
+    ],
+)
+def test_bad_query_is_400_with_a_message(api, model, query, message):
+    for path in (USER.format("u1"), SIMILAR.format("sku-1")):
+        r = api.get(path, query)
+        assert r.status_code == 400, (path, r.content)
+        assert message in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ([], "must be a JSON object"),
+        ({}, "'item_ids' is missing"),
+        ({"item_ids": "sku-1"}, "must be a list of non-empty strings"),
+        ({"item_ids": [1, 2]}, "must be a list of non-empty strings"),
+        ({"item_ids": ["sku-1"], "event_types": ["view", "view"]}, "one per item"),
+        ({"item_ids": ["sku-1"], "event_types": ["stare"]}, "Unknown event type"),
+        ({"item_ids": ["sku-1"], "colour": "red"}, "Unknown field(s) colour"),
+        ({"item_ids": ["x"] * 101}, "at most"),
+        ({"item_ids": ["sku-1"], "user_id": 7}, "user_id must be"),
+    ],
+)
+def test_bad_session_body_is_400_with_a_message(api, model, body, message):
+    r = post(api, SESSION, body)
+    assert r.status_code == 400, r.content
+    assert message in r.json()["detail"]
+
+
+def test_malformed_json_is_400(api, model):
+    r = api.post(SESSION, data=b"{not json", content_type="application/json")
+    assert r.status_code == 400
+    assert "Malformed JSON" in r.json()["detail"]
+
+
+def test_scope_recommend_is_required(client_for, model):
+    r = client_for("ingest").get(USER.format("u1"))
+    assert r.status_code == 403
+    assert "'recommend' scope" in r.json()["detail"]
+
+
+# --- policy edits, promotions, rules, A/B -------------------------------------------------------
+
+def test_policy_edits_take_effect_without_restart(api, model, clock):
+    # given a policy that pins sku-20 for everybody
+    policy = ExposurePolicy.objects.create(name="p", is_default=True)
+    ItemRule.objects.create(policy=policy, item=Item.objects.get(external_id="sku-20"), action="pin")
+    assert ids(api.get(USER.format("u1"), {"k": 3}))[0] == "sku-20"
+    # when a merchandiser buries it instead and promotes sku-21
+    rule = ItemRule.objects.get()
+    rule.action = "bury"
+    rule.save()
+    Promotion.objects.create(policy=policy, item=Item.objects.get(external_id="sku-21"), boost=50)
+    # then within the policy check interval nothing changes, and right after it does
+    assert ids(api.get(USER.format("u1"), {"k": 3}))[0] == "sku-20"
+    clock.advance(2.1)
+    body = api.get(USER.format("u1"), {"k": 40}).json()
+    assert "sku-20" not in ids_of(body)
+    assert body["items"][0]["item_id"] == "sku-21" and "promoted" in body["items"][0]["reasons"]
+    # and deleting the promotion is seen too (deletions change the row count in the key)
+    Promotion.objects.all().delete()
+    clock.advance(2.1)
+    body = api.get(USER.format("u1"), {"k": 3}).json()
+    assert body["items"][0]["item_id"] != "sku-21"
+
+
+def ids_of(body) -> list[str]:
+    return [i["item_id"] for i in body["items"]]
+
+
+def test_ab_variants_split_users_stably_by_share(api, model, shop):
+    other = ExposurePolicy.objects.create(name="treatment", tail_boost=2.0, min_tail_share=0.5)
+    ABVariant.objects.create(name="B", policy=other, share=0.5)
+    arms = {}
+    for j in range(40):
+        body = api.get(USER.format(f"shopper-{j}"), {"k": 3}).json()
+        arms[j] = (body["variant"], body["policy"])
+    assert {a for a, _ in arms.values()} == {"B", None}
+    assert all(p == ("treatment" if a == "B" else "built-in") for a, p in arms.values())
+    assert 8 <= sum(a == "B" for a, _ in arms.values()) <= 32
+    # the same user always lands in the same arm
+    for j in range(5):
+        assert api.get(USER.format(f"shopper-{j}"), {"k": 3}).json()["variant"] == arms[j][0]
+
+
+def test_variant_with_its_own_model_version(api, model, shop):
+    flipped = write_version(shop / "artifacts", "v2-flipped", activate=False, flip=True)
+    ABVariant.objects.create(name="all", policy=ExposurePolicy.objects.create(name="q"), model_version=flipped, share=1.0)
+    body = api.get(USER.format("u1"), {"k": 3}).json()
+    assert body["model_version"] == "v2-flipped" and body["variant"] == "all"
+    # in the flipped space category 1's items point where category 2's did
+    assert category_of(body["items"][0]["item_id"]) == 2
+
+
+# --- impressions --------------------------------------------------------------------------------
+
+def test_served_lists_become_impression_events_with_the_request_id(api, model):
+    body = api.get(USER.format("u1"), {"k": 4}).json()
+    assert impressions.pending() == 1
+    # the request did not write them; the flusher does
+    assert not Event.objects.filter(event_type=EventType.IMPRESSION).exists()
+    assert impressions.flush() == 1
+    rows = Event.objects.filter(event_type=EventType.IMPRESSION).order_by("value")
+    assert [e.item.external_id for e in rows] == ids_of(body)
+    assert {str(e.request_id) for e in rows} == {body["request_id"]}
+    served = ServedList.objects.get()
+    assert str(served.request_id) == body["request_id"] and served.endpoint == "user"
+    assert len(served.segments) == 4
+    # flushing again (a retry) writes nothing twice
+    impressions._enqueue(impressions.ServedRecord(
+        request_id=body["request_id"], served_at=served.served_at, endpoint="user", user_id="u1", variant="",
+        policy="built-in", model_version="v1", fallback="", item_pks=tuple(served.items),
+        item_ids=tuple(ids_of(body)), segments=served.segments,
+    ))
+    impressions.flush()
+    assert Event.objects.filter(event_type=EventType.IMPRESSION).count() == 4
+
+
+def test_a_broken_log_path_never_fails_the_request(api, model, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("queue on fire")
+
+    monkeypatch.setattr(impressions, "_enqueue", broken)
+    r = api.get(USER.format("u1"), {"k": 3})
+    assert r.status_code == 200 and len(r.json()["items"]) == 3
+    assert impressions.stats["dropped"] == 1
+    # and a failing writer loses the batch, counted, without raising
+    monkeypatch.undo()
+    monkeypatch.setattr(impressions, "do_log_impressions", broken)
+    assert api.get(USER.format("u1"), {"k": 3}).status_code == 200
+    assert impressions.flush() == 0 and impressions.stats["failed"] == 1
+
+
+def test_impression_cap_hides_items_shown_enough_today(api, model, clock):
+    ExposurePolicy.objects.create(name="capped", is_default=True, daily_impression_cap=1)
+    first = ids(api.get(USER.format("u1"), {"k": 5}))
+    impressions.flush()
+    clock.advance(11)  # past the impressions refresh
+    second = ids(api.get(USER.format("u1"), {"k": 5}))
+    assert not set(first) & set(second)
+
+
+# --- query counts -------------------------------------------------------------------------------
+
+def _count(fn) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        fn()
+    return len(ctx.captured_queries)
+
+
+def test_query_counts_are_small_and_constant(api, model):
+    api.get(USER.format("u1"))  # warms the process state and the key's last_used_at
+    # auth (1) + the user's recent events (1)
+    assert _count(lambda: api.get(USER.format("u1"), {"k": 10})) == 2
+    assert _count(lambda: api.get(USER.format("u2"), {"k": 100, "category": "c1"})) == 2
+    # unknown user: the same single lookup finds nothing, then popularity from memory
+    assert _count(lambda: api.get(USER.format("stranger"))) == 2
+    # similar items and sessions need no query beyond auth
+    assert _count(lambda: api.get(SIMILAR.format("sku-3"), {"k": 50})) == 1
+    assert _count(lambda: post(api, SESSION, {"item_ids": ["sku-1", "sku-2"]})) == 1
+
+
+def test_openapi_schema_lists_the_endpoints(api, model):
+    r = api.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert r.status_code == 200
+    paths = orjson.loads(r.content)["paths"] if r.content.startswith(b"{") else None
+    if paths is None:  # YAML by default
+        import yaml
+
+        paths = yaml.safe_load(r.content)["paths"]
+    for path in (
+        "/api/v1/recommendations/users/{user_id}",
+        "/api/v1/recommendations/items/{item_id}/similar",
+        "/api/v1/recommendations/session",
+        "/api/v1/reports/exposure",
+    ):
+        assert path in paths
+
+
+def test_admin_pages_for_policies_render(admin_client, model):
+    policy = ExposurePolicy.objects.create(name="p", is_default=True)
+    Promotion.objects.create(policy=policy, category="c1", boost=1.0)
+    ItemRule.objects.create(policy=policy, item=Item.objects.get(external_id="sku-1"), action="pin")
+    ABVariant.objects.create(name="B", policy=policy, share=0.5)
+    for url in (
+        "/admin/recommender/exposurepolicy/",
+        f"/admin/recommender/exposurepolicy/{policy.pk}/change/",
+        "/admin/recommender/exposurepolicy/add/",
+        "/admin/recommender/abvariant/",
+        "/admin/recommender/servedlist/",
+    ):
+        assert admin_client.get(url).status_code == 200, url
+
+
+def test_no_history_with_an_interest_segment_gets_the_segments_favourites(api, shop):
+    # given a version whose segment 0 is into sku-30 and sku-34, and a member without events
+    from recommender.models import InterestSegment, ShopUser, UserSegment
+
+    version = write_version(shop / "artifacts", "v1")
+    InterestSegment.objects.create(
+        model_version=version, index=0, size=1, label="c2 fans",
+        top_items=[{"item_id": "sku-30", "title": "", "count": 3}, {"item_id": "sku-34", "title": "", "count": 2}],
+    )
+    UserSegment.objects.create(model_version=version, user=ShopUser.objects.get(external_id="newbie"), segment=0)
+    # when they ask for recommendations
+    body = api.get(USER.format("newbie"), {"k": 5}).json()
+    # then the list is a fallback that says so, led by the segment's items
+    assert body["fallback"] == {"reason": "no history", "served": "popular in your interest segment"}
+    assert ids_of(body)[:2] == ["sku-30", "sku-34"]
+    assert "popular in your interest segment" in body["items"][0]["reasons"]
+
+
+def test_similar_to_an_item_newer_than_the_model_is_a_fallback(api, model):
+    from recommender.ingestion import do_upsert_items
+
+    do_upsert_items([{"item_id": "sku-new", "title": "Brand new", "category": "c1"}])
+    r = api.get(SIMILAR.format("sku-new"), {"k": 3})
+    assert r.status_code == 200
+    assert r.json()["fallback"]["reason"] == "item not in the model yet" and len(r.json()["items"]) == 3
+
+
+def test_anonymous_session_impressions_are_logged_under_the_anonymous_shopper(api, model):
+    body = post(api, SESSION, {"item_ids": ["sku-2"]}, k=3).json()
+    impressions.flush()
+    rows = Event.objects.filter(request_id=body["request_id"], event_type=EventType.IMPRESSION)
+    assert rows.count() == 3 and {e.user.external_id for e in rows} == {"_anonymous"}
+    # with a user_id, the shopper's own id is used (and their A/B arm)
+    body = post(api, SESSION, {"item_ids": ["sku-2"], "user_id": "u4"}, k=3).json()
+    impressions.flush()
+    assert {e.user.external_id for e in Event.objects.filter(request_id=body["request_id"])} == {"u4"}
+
+
+def test_invalid_policy_values_do_not_break_serving(api, model):
+    ExposurePolicy.objects.create(name="broken", is_default=True, tail_boost=float("inf"))
+    r = api.get(USER.format("u1"), {"k": 3})
+    assert r.status_code == 200 and len(r.json()["items"]) == 3

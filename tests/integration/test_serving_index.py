@@ -1,0 +1,95 @@
+"""Hot swap of the served model version under concurrent requests, and a broken artifact never serving."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection, connections
+from rest_framework.test import APIClient
+
+from recommender.api.apikeys import do_create_api_key
+from recommender.models import ModelVersion
+from recommender.serving import state
+from recommender.training.pipeline import do_activate
+
+from .serving_data import clock, make_shop, serving_settings, write_version  # noqa: F401  (fixtures)
+
+USER = "/api/v1/recommendations/users/{}"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("background", [True, False], ids=["load-in-background", "load-in-request"])
+def test_new_version_is_served_within_seconds_with_zero_errors(serving_settings, tmp_path, background):
+    # given v1 active and committed (threads have their own connections), and a real clock
+    serving_settings.RECOMMENDER = {**serving_settings.RECOMMENDER, "SERVING_REFRESH_IN_BACKGROUND": background}
+    make_shop()
+    write_version(tmp_path / "artifacts", "v1")
+    _, key = do_create_api_key("swap", "recommend")
+    results: list[tuple[float, int, str | None]] = []
+    stop = threading.Event()
+
+    def hammer(n: int) -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        try:
+            while not stop.is_set():
+                r = client.get(USER.format(f"u{n}"), {"k": 10})
+                version = r.json().get("model_version") if r.status_code == 200 else None
+                results.append((time.monotonic(), r.status_code, version))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        # when a new version is activated while they run
+        write_version(tmp_path / "artifacts", "v2", seed=1)
+        activated = time.monotonic()
+        deadline = activated + 5.0
+        while time.monotonic() < deadline and not any(v == "v2" and ts > activated for ts, _, v in results[-10:]):
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    # then no request failed, v1 served before, and v2 within the check interval plus a load
+    assert len(results) > 20 and all(code == 200 for _, code, _ in results), {c for _, c, _ in results}
+    assert {v for _, _, v in results} == {"v1", "v2"}
+    first_v2 = min(ts for ts, _, v in results if v == "v2")
+    assert first_v2 - activated < 3.0
+    # and once v2 served, v1 never came back
+    assert all(v == "v2" for ts, _, v in results if ts > first_v2 + 0.01)
+
+
+@pytest.mark.django_db
+def test_a_version_whose_files_are_gone_leaves_the_old_one_serving(serving_settings, clock, api, tmp_path):
+    make_shop()
+    write_version(tmp_path / "artifacts", "v1")
+    assert api.get(USER.format("u1")).json()["model_version"] == "v1"
+    broken = ModelVersion.objects.create(
+        name="broken", kind="x", status=ModelVersion.Status.READY, artifact_path=str(tmp_path / "nowhere")
+    )
+    do_activate(broken)
+    clock.advance(1.1)
+    r = api.get(USER.format("u1"))
+    assert r.status_code == 200 and r.json()["model_version"] == "v1"
+
+
+@pytest.mark.django_db
+def test_serving_process_does_not_import_torch(serving_settings, clock, api, tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import django, os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'shop_recs.test_settings'); "
+        "django.setup(); import recommender.api.urls, recommender.serving.services; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+    assert connection.vendor  # the parent test still has its database
+    assert state.get_state() is not None
