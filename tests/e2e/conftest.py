@@ -71,5 +71,6 @@ def admin_login(page, live_server, django_user_model):
         page.fill("#id_password", "correct horse battery")
         page.click("input[type=submit]")
         page.wait_for_selector("#site-name")
+        assert "Shop recommender" in page.inner_text("#site-name")
 
     return login
