@@ -6,6 +6,7 @@ results.md, results.json, tuning.json and ndcg_vs_aplt.png to --out. No Django.
 
     .venv/bin/python bench/offline_eval.py                       # all methods, Online Retail
     .venv/bin/python bench/offline_eval.py --methods EASE,RecentPop --out /tmp/eval
+    .venv/bin/python bench/offline_eval.py --exclude main   # peers only: a few minutes on 2 cores
     .venv/bin/python bench/offline_eval.py --data-dir path/to/folder_with_items_and_events_csv
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "offline_eval",
                     help="folder for results.md, results.json, tuning.json, ndcg_vs_aplt.png")
     ap.add_argument("--methods", default="", help="comma-separated method names (default: all registered)")
+    ap.add_argument("--exclude", default="", help="comma-separated method names to leave out (e.g. main)")
     ap.add_argument("--json", type=Path, default=None, help="also copy results.json here")
     ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "shop_recs" / "embeddings",
                     help="text embedding cache (keyed by text hash)")
@@ -54,12 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.data_dir} does not exist; pass --data-dir.", file=sys.stderr)
         return 2
     evaluate.register_defaults()
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] or None
-    if methods:
-        unknown = [m for m in methods if m not in evaluate.REGISTRY]
-        if unknown:
-            print(f"unknown method(s) {unknown}; known: {sorted(evaluate.REGISTRY)}", file=sys.stderr)
-            return 2
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] or list(evaluate.REGISTRY)
+    excluded = [m.strip() for m in args.exclude.split(",") if m.strip()]
+    unknown = [m for m in methods + excluded if m not in evaluate.REGISTRY]
+    if unknown:
+        print(f"unknown method(s) {unknown}; known: {sorted(evaluate.REGISTRY)}", file=sys.stderr)
+        return 2
+    methods = [m for m in methods if m not in excluded]
     t0 = time.perf_counter()
     data = load_dataset(args.data_dir)
     for err in data.errors[:20]:
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         data,
         methods,
         cache_dir=args.cache_dir,
-        rerank_alphas=None if args.no_rerank else (0.0, 0.1, 0.2, 0.3, 0.5, 1.0),
+        rerank_alphas=None if args.no_rerank else evaluate.RERANK_ALPHAS,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     paths = report.write(args.out)

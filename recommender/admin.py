@@ -1,7 +1,9 @@
 """Admin registrations: thin views over the same models and services as the API."""
+from django import forms
 from django.contrib import admin, messages
 
 from .api.apikeys import do_create_api_key, parse_scopes
+from .models.apikeys import SCOPES
 from .models import APIKey, Event, InterestSegment, Item, ModelVersion, ShopUser, TrainingRun
 
 
@@ -41,8 +43,20 @@ class EventAdmin(admin.ModelAdmin):
     search_help_text = "Exact user or item id."
 
 
+class APIKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=[(s, s) for s in SCOPES], widget=forms.CheckboxSelectMultiple,
+        help_text="ingest: catalog and events; recommend: recommendations; reports: exposure reports.",
+    )
+
+    class Meta:
+        model = APIKey
+        fields = ("name", "scopes", "is_active")
+
+
 @admin.register(APIKey)
 class APIKeyAdmin(admin.ModelAdmin):
+    form = APIKeyForm
     list_display = ("name", "prefix", "scopes", "is_active", "created_at", "last_used_at")
     list_filter = ("is_active",)
     fields = ("name", "scopes", "is_active", "prefix", "created_at", "last_used_at")

@@ -40,6 +40,8 @@ from .protocol import Split, temporal_split, validation_split
 TUNE_METRIC = "NDCG@10"
 #: Length of every evaluated list (the largest K of the metrics).
 LIST_LENGTH = 20
+#: Penalty strengths of the popularity-penalised re-rank of the best peer (its curve).
+RERANK_ALPHAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 Grid = dict[str, Sequence[Any]] | list[dict[str, Any]]
 
@@ -427,7 +429,7 @@ def run(
     item_text: np.ndarray | None = None,
     cache_dir: str | Path | None = None,
     random_state: int = 0,
-    rerank_alphas: Sequence[float] | None = (0.1, 0.2, 0.3, 0.5, 1.0),
+    rerank_alphas: Sequence[float] | None = RERANK_ALPHAS,
     log: Callable[[str], None] = print,
 ) -> Report:
     """Evaluate ``methods`` (registry names; default all registered) on ``dataset``.

@@ -35,3 +35,23 @@ def test_api_docs_render_without_internet(page, live_server, screenshot):
     page.get_by_text("/api/v1/events", exact=True).first.wait_for()
     assert not [u for u in failed if live_server.url not in u], failed
     screenshot("api-docs")
+
+
+def test_staff_create_an_api_key_in_the_admin_and_it_works(page, live_server, admin_login):
+    import re
+
+    import requests
+
+    admin_login()
+    page.goto(f"{live_server.url}/admin/recommender/apikey/add/")
+    page.fill("#id_name", "storefront")
+    page.check("input[name=scopes][value=ingest]")
+    page.click("input[name=_save]")
+    message = page.inner_text(".messagelist")
+    key = re.search(r"(rk_[A-Za-z0-9_-]+)", message).group(1)
+    assert "cannot be shown again" in message
+    r = requests.post(f"{live_server.url}/api/v1/items", json=[{"item_id": "a", "title": "A"}],
+                      headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    r = requests.get(f"{live_server.url}/api/v1/reports/exposure", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert r.status_code in (403, 404)  # no 'reports' scope (404 until the reports endpoint exists)
