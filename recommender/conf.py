@@ -12,21 +12,15 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-EVENT_TYPES = ("view", "search", "click", "add_to_cart", "purchase", "rating", "impression")
+from .ml.base import DEFAULT_EVENT_WEIGHTS, EVENT_CODES
+
+EVENT_TYPES = tuple(EVENT_CODES)  # view, search, click, add_to_cart, purchase, rating, impression
 
 DEFAULTS: dict[str, Any] = {
     # Where model artifacts (versioned folders of .npy/.json/.pt files) are written.
     "ARTIFACT_DIR": "var/artifacts",
     # How much each event type says about a shopper's interest in an item (training weights).
-    "EVENT_WEIGHTS": {
-        "view": 1.0,
-        "search": 0.5,
-        "click": 2.0,
-        "add_to_cart": 4.0,
-        "purchase": 8.0,
-        "rating": 3.0,
-        "impression": 0.0,
-    },
+    "EVENT_WEIGHTS": dict(DEFAULT_EVENT_WEIGHTS),
     # Events that name an item the catalog does not have yet: "placeholder" creates an
     # empty item that a later catalog upsert fills in; "strict" rejects the batch.
     "UNKNOWN_ITEM_POLICY": "placeholder",
@@ -61,9 +55,13 @@ DEFAULTS: dict[str, Any] = {
     "SERVING_REFRESH_IN_BACKGROUND": True,
     # Model candidates handed to the exposure policy per request (it re-ranks them to k).
     "SERVING_CANDIDATES": 200,
-    # Above this many items the index searches with hnswlib (when installed) instead of an
-    # exact numpy product; None searches exactly always.
-    "SERVING_ANN_THRESHOLD": None,
+    # From this many n_items * dimensions on, the index searches an hnswlib graph (when
+    # hnswlib is installed) instead of an exact numpy product; None searches exactly always.
+    # 20M is e.g. 100k items of d=200: below it the exact product is under ~2 ms.
+    "SERVING_ANN_MIN_CELLS": 20_000_000,
+    # BLAS threads of a serving process (None leaves it alone): a matrix-vector product gains
+    # nothing from more, and workers' BLAS threads fighting over cores wreck p99.
+    "SERVING_BLAS_THREADS": 1,
     # A user's most recent events read per request (their history for fallbacks and reasons).
     "SERVING_HISTORY_EVENTS": 50,
     # Items created this recently are tagged "new item".

@@ -8,7 +8,8 @@ import numpy as np
 from django.db import connection
 
 from ..conf import settings as rec_settings
-from ..ml.base import EVENT_CODES, Interactions
+from ..ml.base import Interactions
+from ..ml.processing import event_weight_table
 from ..models import Item, ShopUser
 from .embeddings import load_item_vectors
 
@@ -105,10 +106,7 @@ def load_snapshot(
     keep = item_idx >= 0
     u, item_idx, t, ts, v = u[keep], item_idx[keep], t[keep], ts[keep], v[keep]
     user_pks, user_idx = np.unique(u, return_inverse=True)
-    weights_by_code = np.zeros(max(EVENT_CODES.values()) + 1, dtype=np.float32)
-    for name, w in rec_settings.EVENT_WEIGHTS.items():
-        weights_by_code[EVENT_CODES[name]] = w
-    weight = weights_by_code[t.astype(np.int64)]
+    weight = event_weight_table(rec_settings.EVENT_WEIGHTS)[t.astype(np.int64)]
     user_ext = dict(ShopUser.objects.values_list("pk", "external_id"))
     interactions = Interactions(
         user=user_idx.astype(np.int32),

@@ -25,6 +25,18 @@ EVENT_CODES = {
     "impression": 7,
 }
 
+#: How much each event type says about a shopper's interest (the product's defaults; a shop
+#: overrides them in settings.RECOMMENDER["EVENT_WEIGHTS"]). Impressions say what was shown.
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "search": 0.5,
+    "click": 2.0,
+    "add_to_cart": 4.0,
+    "purchase": 8.0,
+    "rating": 3.0,
+    "impression": 0.0,
+}
+
 
 @dataclass
 class Interactions:
