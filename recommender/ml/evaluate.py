@@ -84,6 +84,10 @@ def register(method: Method) -> Method:
     return method
 
 
+def _register_default(method: Method) -> Method:
+    return REGISTRY.setdefault(method.name, method)
+
+
 def _baseline(cls_name: str):
     def build(**params):
         from . import baselines
@@ -94,10 +98,15 @@ def _baseline(cls_name: str):
 
 
 def register_defaults() -> None:
-    """Register the peers of EVALUATION.md and, when importable, the main model ``"main"``."""
-    register(Method("MostPopular", _baseline("MostPopular"), [{}]))
-    register(Method("RecentPop", _baseline("RecentPop"), {"window_days": [3, 7, 14, 30]}))
-    register(
+    """Register the peers of EVALUATION.md and, when importable, the main model ``"main"``.
+
+    Idempotent; a method already registered under a default name is kept (so a caller can
+    replace, say, ``"EASE"`` with its own grid before running).
+    """
+    add = _register_default
+    add(Method("MostPopular", _baseline("MostPopular"), [{}]))
+    add(Method("RecentPop", _baseline("RecentPop"), {"window_days": [3, 7, 14, 30]}))
+    add(
         Method(
             "ItemKNN",
             _baseline("ItemKNN"),
@@ -105,8 +114,8 @@ def register_defaults() -> None:
             search="coordinate",
         )
     )
-    register(Method("EASE", _baseline("EASE"), {"l2": [25, 50, 100, 200, 400, 800, 1600, 3200]}))
-    register(
+    add(Method("EASE", _baseline("EASE"), {"l2": [25, 50, 100, 200, 400, 800, 1600, 3200]}))
+    add(
         Method(
             "ALS",
             _baseline("ALS"),
@@ -119,7 +128,7 @@ def register_defaults() -> None:
             search="coordinate",
         )
     )
-    register(
+    add(
         Method(
             "BPR",
             _baseline("BPR"),
@@ -132,7 +141,7 @@ def register_defaults() -> None:
             search="coordinate",
         )
     )
-    register(
+    add(
         Method(
             "ContentOnly",
             _baseline("ContentOnly"),
@@ -140,12 +149,14 @@ def register_defaults() -> None:
             needs_text=True,
         )
     )
+    if "main" in REGISTRY:
+        return
     try:
         from .hybrid import HybridSequentialModel
     except Exception as exc:  # the main model is written elsewhere and may not exist yet
         print(f"note: main model not registered (recommender.ml.hybrid: {type(exc).__name__}: {exc})")
     else:
-        register(
+        add(
             Method(
                 "main",
                 lambda **p: HybridSequentialModel(**p),
@@ -444,8 +455,7 @@ def run(
     rerank_alphas : penalty strengths of the re-rank of the best peer (None: no re-rank)
     """
     t_start = time.perf_counter()
-    if not REGISTRY:
-        register_defaults()
+    register_defaults()
     names = list(methods) if methods else list(REGISTRY)
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:

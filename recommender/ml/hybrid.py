@@ -170,6 +170,7 @@ class HybridSequentialModel(Recommender):
     id_dropout : probability of dropping an item's id embedding in a training step
     epochs, batch_size, lr, weight_decay : AdamW training schedule
     warmup_days : no cuts in the first days of the log, where every item looks new
+    max_examples : at most this many training cuts (a seeded sample) for very active logs
     content : add ``beta_u * cos(text profile of the history, text_i)`` to the score, with
         ``beta_u`` learned per user (the content-only peer's signal, at full text resolution)
     new_item_boost : added to every user's weight on the "new product" flag at serving time.
@@ -191,9 +192,9 @@ class HybridSequentialModel(Recommender):
     param_search: ClassVar[str] = "grid"
 
     defaults: ClassVar[dict[str, Any]] = dict(
-        dim=64, n_layers=2, n_heads=2, dropout=0.2, max_len=50, dedupe=True, target_days=30,
+        dim=64, n_layers=1, n_heads=2, dropout=0.2, max_len=50, dedupe=True, target_days=30,
         id_dropout=0.25, epochs=10, batch_size=256, lr=2e-3, weight_decay=0.01,
-        warmup_days=30, content=True, new_item_boost=2.0,
+        warmup_days=30, content=True, new_item_boost=2.0, max_examples=300_000,
         n_threads=2,
     )
 
@@ -215,21 +216,24 @@ class HybridSequentialModel(Recommender):
         self._ev_type = data.event_type[order].astype(np.int64)
         n_users = data.n_users
         self._user_ptr = np.searchsorted(self._ev_user, np.arange(n_users + 1))
-        # first time each user met each item, per user sorted by that time
-        key = self._ev_user * data.n_items + self._ev_item
+        # first time each user interacted with each item, per user sorted by that time.
+        # Impressions are context for the encoder, never targets, and never "had" (as in protocol.py)
+        inter = np.flatnonzero(self._ev_type != EVENT_CODES["impression"])
+        key = self._ev_user[inter] * data.n_items + self._ev_item[inter]
         _, first = np.unique(key, return_index=True)  # first occurrence in (user, ts) order
+        first = inter[first]
         fu, fi, ft = self._ev_user[first], self._ev_item[first], self._ev_ts[first]
         o = np.lexsort((ft, fu))
         self._f_item, self._f_ts = fi[o], ft[o]
         self._f_ptr = np.searchsorted(fu[o], np.arange(n_users + 1))
         first_seen = np.full(data.n_items, np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(first_seen, data.item.astype(np.int64), data.timestamp.astype(np.int64))
+        np.minimum.at(first_seen, self._ev_item[inter], self._ev_ts[inter])
         self._item_first = first_seen
         self._t_end = int(data.timestamp.max()) + 1
         self._t_start = int(data.timestamp.min())
 
-    def _examples(self) -> tuple[np.ndarray, ...]:
-        """One example per (user, purchase time) with at least one history event and target."""
+    def _examples(self, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """One example per (user, interaction time) with some history and at least one target."""
         p = self.params
         w = p["target_days"] * DAY
         users, cuts, h_end, f_mid, f_hi = [], [], [], [], []
@@ -237,7 +241,8 @@ class HybridSequentialModel(Recommender):
             lo, hi = self._user_ptr[u], self._user_ptr[u + 1]
             if hi - lo < 2:
                 continue
-            t = np.unique(self._ev_ts[lo:hi])[1:]
+            t = self._ev_ts[lo:hi][self._ev_type[lo:hi] != EVENT_CODES["impression"]]
+            t = np.unique(t)[1:]  # every interaction time after the first
             # at the start of the log every item looks new; those cuts would teach that "new" means popular
             t = t[t >= self._t_start + p["warmup_days"] * DAY]
             if not len(t):
@@ -253,7 +258,11 @@ class HybridSequentialModel(Recommender):
             f_mid.append(mid[ok])
             f_hi.append(top[ok])
         cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)  # noqa: E731
-        return cat(users), cat(cuts), cat(h_end), cat(f_mid), cat(f_hi)
+        out = cat(users), cat(cuts), cat(h_end), cat(f_mid), cat(f_hi)
+        if len(out[0]) > p["max_examples"]:  # very active logs: a seeded sample of the cuts
+            keep = np.sort(rng.choice(len(out[0]), p["max_examples"], replace=False))
+            out = tuple(x[keep] for x in out)
+        return out
 
     def _sequences(self, items: np.ndarray, types: np.ndarray, ts: np.ndarray, cut: int):
         """Last ``max_len`` events (deduplicated by item if asked) of one history."""
@@ -302,9 +311,12 @@ class HybridSequentialModel(Recommender):
             self.n_users, self.n_items = data.n_users, data.n_items
             self._text = np.ascontiguousarray(data.item_text, dtype=np.float32)
             self._prepare(data)
-            clock = _PopularityClock(data.user.astype(np.int64), data.item.astype(np.int64),
-                                     data.timestamp.astype(np.int64), data.n_items)
-            ex_user, ex_cut, ex_hend, ex_fmid, ex_fhi = self._examples()
+            inter = data.event_type != EVENT_CODES["impression"]
+            if not inter.any():
+                raise ValueError("HybridSequentialModel.fit got only impressions; it needs interactions")
+            clock = _PopularityClock(data.user[inter].astype(np.int64), data.item[inter].astype(np.int64),
+                                     data.timestamp[inter].astype(np.int64), data.n_items)
+            ex_user, ex_cut, ex_hend, ex_fmid, ex_fhi = self._examples(rng)
             self.net = _build_network(self.n_items, self._text.shape[1], p["dim"], p["n_layers"],
                                       p["n_heads"], p["max_len"], p["dropout"], p["content"])
             net = self.net
@@ -314,8 +326,6 @@ class HybridSequentialModel(Recommender):
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=p["lr"], total_steps=steps,
                                                         pct_start=0.1, anneal_strategy="cos")
             text = torch.from_numpy(self._text)
-            item_first = self._item_first
-            w_len = p["target_days"] * DAY
             # the input windows never change: build them once
             all_seq = self._batch_tensors([
                 self._sequences(self._ev_item[self._user_ptr[u]:h], self._ev_type[self._user_ptr[u]:h],
@@ -331,36 +341,11 @@ class HybridSequentialModel(Recommender):
                     idx = perm[s:s + bs]
                     b = len(idx)
                     cut = ex_cut[idx]
-                    items, types, ages, pad = (x[idx] for x in all_seq)
-                    # which items exist (warm) at each cut, which appear within the window
-                    warm = item_first[None, :] < cut[:, None]
-                    exists = item_first[None, :] < (cut + w_len)[:, None]
                     keep_id = (rng.random(self.n_items) >= p["id_dropout"]).astype(np.float32)
-                    gate = torch.from_numpy(keep_id)
-                    table_text = net.text_proj(text)
-                    ids = net.id_emb.weight
-                    table = table_text + ids * gate[:, None]
-                    u_vec = net.encode(table, items, types, ages, pad)
-                    warm_t = torch.from_numpy(warm.astype(np.float32))
-                    logits = u_vec @ table_text.T + warm_t * ((u_vec @ ids.T) * gate[None, :])
-                    feats = np.concatenate([clock.features(cut), (~warm)[..., None].astype(np.float32)], -1)
-                    w_user = net.user_pop(u_vec)
-                    logits = logits + torch.einsum("bf,bif->bi", w_user[:, :N_POP_FEATURES], torch.from_numpy(feats))
-                    if p["content"]:
-                        prof = net.profile(text, items, ages, pad)
-                        logits = logits + w_user[:, N_POP_FEATURES:] * (prof @ text.T)
-                    # mask items already had and items that do not exist yet
-                    invalid = ~exists
-                    rh, ch = _ranges(self._f_ptr[ex_user[idx]], ex_fmid[idx])
-                    invalid[rh, self._f_item[ch]] = True
-                    rt, ct = _ranges(ex_fmid[idx], ex_fhi[idx])
-                    ct = self._f_item[ct]
-                    logits = logits.masked_fill(torch.from_numpy(invalid), float("-inf"))
-                    logp = torch.log_softmax(logits, dim=1)
-                    n_t = np.bincount(rt, minlength=b).astype(np.float32)
-                    # every example counts once, however many targets it has
-                    tw = torch.from_numpy((1.0 / n_t[rt]).astype(np.float32))
-                    loss = -(logp[torch.from_numpy(rt), torch.from_numpy(ct)] * tw).sum() / b
+                    loss = self._batch_loss(
+                        [x[idx] for x in all_seq], cut, ex_user[idx], ex_fmid[idx], ex_fhi[idx],
+                        torch.from_numpy(keep_id), text, clock,
+                    )
                     opt.zero_grad()
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -374,6 +359,39 @@ class HybridSequentialModel(Recommender):
             torch.set_num_threads(old_threads)
         self.fit_seconds_ = time.perf_counter() - start
         return self
+
+    def _batch_loss(self, seq, cut, users, f_mid, f_hi, gate, text, clock: _PopularityClock):
+        """Mean over the batch of the multi-target softmax loss of each example.
+
+        seq : (items, types, ages, pad) tensors (B, L); cut : (B,) cut times;
+        users, f_mid, f_hi : (B,) the example's user and its slice of that user's
+        first-purchase list (history before ``f_mid``, targets in ``f_mid:f_hi``);
+        gate : (n_items,) 1 where the id embedding is kept this step.
+        """
+        import torch
+
+        net, b = self.net, len(cut)
+        items, types, ages, pad = seq
+        # items with events before the cut are warm; others exist if they appear within the window
+        warm = self._item_first[None, :] < cut[:, None]
+        exists = self._item_first[None, :] < (cut + self.params["target_days"] * DAY)[:, None]
+        table_text, ids = net.text_proj(text), net.id_emb.weight
+        u = net.encode(table_text + ids * gate[:, None], items, types, ages, pad)
+        logits = u @ table_text.T + torch.from_numpy(warm.astype(np.float32)) * ((u @ ids.T) * gate[None, :])
+        feats = np.concatenate([clock.features(cut), (~warm)[..., None].astype(np.float32)], -1)
+        w_user = net.user_pop(u)
+        logits = logits + torch.einsum("bf,bif->bi", w_user[:, :N_POP_FEATURES], torch.from_numpy(feats))
+        if self.params["content"]:
+            logits = logits + w_user[:, N_POP_FEATURES:] * (net.profile(text, items, ages, pad) @ text.T)
+        # items the user already had are never recommended: leave them out of the softmax
+        invalid = ~exists
+        rh, ch = _ranges(self._f_ptr[users], f_mid)
+        invalid[rh, self._f_item[ch]] = True
+        logp = torch.log_softmax(logits.masked_fill(torch.from_numpy(invalid), float("-inf")), dim=1)
+        rt, ct = _ranges(f_mid, f_hi)
+        n_t = np.bincount(rt, minlength=b).astype(np.float32)
+        tw = torch.from_numpy((1.0 / n_t[rt]).astype(np.float32))  # each example counts once
+        return -(logp[torch.from_numpy(rt), torch.from_numpy(self._f_item[ct])] * tw).sum() / b
 
     def _finalise(self, clock: _PopularityClock) -> None:
         """Fix serving arrays: item vectors at the end of training and every user's state."""
@@ -402,6 +420,21 @@ class HybridSequentialModel(Recommender):
         self._compute_item_table()
         seqs = [self._user_history(u) for u in range(self.n_users)]
         self._user_vecs = self._encode(seqs, self._t_end)
+
+    def user_history(self, user: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The stored history window of a user: (items, event types, timestamps), oldest first.
+
+        Append events that happened after training and pass them to
+        :meth:`recommend_sequences` to recommend from an up-to-date history.
+        """
+        self._check_fitted()
+        return self._user_history(int(user))
+
+    @property
+    def fitted_until(self) -> int:
+        """Unix seconds just after the last training event: the "now" of :meth:`recommend`."""
+        self._check_fitted()
+        return self._t_end
 
     def _user_history(self, u: int):
         n = self._hist_len[u]

@@ -61,7 +61,7 @@ class Command(BaseCommand):
                 test_days=test_days,
                 val_days=test_days,
                 cache_dir=cache_dir,
-                rerank_alphas=None if no_rerank else (0.0, 0.1, 0.2, 0.3, 0.5, 1.0),
+                rerank_alphas=None if no_rerank else evaluate.RERANK_ALPHAS,
                 log=lambda s: print(s, file=sys.stderr, flush=True),
             )
         except ValueError as exc:

@@ -136,3 +136,39 @@ def test_unknown_method_names_are_listed(dataset):
     E.register_defaults()
     with pytest.raises(ValueError, match="known"):
         E.run(dataset, ["NoSuchModel"], log=lambda s: None)
+
+
+def test_bench_script_evaluates_an_interchange_folder(tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    from ml_testdata import REPO
+
+    ds = make_dataset()
+    data = tmp_path / "shop"
+    data.mkdir()
+    with (data / "items.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["item_id", "title", "price"])
+        for iid, title, price in zip(ds.item_ids, ds.titles, ds.prices):
+            w.writerow([iid, title, f"{price:.2f}"])
+    inter = ds.interactions
+    with (data / "events.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["user_id", "item_id", "event_type", "timestamp"])
+        for u, i, t in zip(inter.user, inter.item, inter.timestamp):
+            w.writerow([ds.user_ids[u], ds.item_ids[i], "purchase", int(t)])
+        w.writerow(["u1", "i1", "purchase", "not a time"])  # reported, not fatal
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "offline_eval.py"), "--data-dir", str(data), "--out", str(out),
+         "--methods", "MostPopular,EASE", "--json", str(tmp_path / "copy.json")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| EASE |" in proc.stdout
+    assert "events.csv:" in proc.stderr and "not a time" in proc.stderr
+    results = json.loads((tmp_path / "copy.json").read_text())
+    assert {"MostPopular", "EASE"} <= set(results)
+    assert (out / "ndcg_vs_aplt.png").exists() and (out / "results.md").exists()

@@ -126,8 +126,8 @@ def test_save_load_round_trip_is_identical_and_pickle_free(model, tmp_path):
 
 
 def test_encoding_a_users_stored_history_gives_their_user_vector(model):
-    items, types, ts = model._user_history(3)
-    vec = model.encode_sequences([items], [types], [ts], now=model._t_end)
+    items, types, ts = model.user_history(3)
+    vec = model.encode_sequences([items], [types], [ts], now=model.fitted_until)
     np.testing.assert_allclose(vec[0], model.user_vectors()[3], rtol=1e-4, atol=1e-5)
 
 
@@ -200,3 +200,26 @@ def test_new_item_boost_lifts_exactly_the_items_without_events(model):
     np.testing.assert_allclose(diff[:, : N_ITEMS - N_COLD], 0.0, atol=1e-4)
     ids, _ = boosted.recommend(USERS, k=1, candidates=np.array([0, 36]))
     assert (ids[:, 0] == 36).mean() > (model.recommend(USERS, k=1, candidates=np.array([0, 36]))[0][:, 0] == 36).mean()
+
+
+def test_impressions_are_context_not_interactions(synthetic):
+    """Given impressions of cold item 39 shown to every user, the item stays a new product
+    (no interaction), and an impressed item is not treated as one the user already had."""
+    data, _ = synthetic
+    n = N_USERS
+    last = int(data.timestamp.max())
+    imp = dataclasses.replace(
+        data,
+        user=np.concatenate([data.user, USERS.astype(np.int32)]),
+        item=np.concatenate([data.item, np.full(n, 39, np.int32)]),
+        timestamp=np.concatenate([data.timestamp, np.full(n, last, np.int64)]),
+        event_type=np.concatenate([data.event_type, np.full(n, EVENT_CODES["impression"], np.int8)]),
+        weight=np.concatenate([data.weight, np.ones(n, np.float32)]),
+    )
+    m = HybridSequentialModel(random_state=0, **FAST).fit(imp)
+    is_new = m.item_vectors()[:, m.params["dim"] + 3]
+    np.testing.assert_array_equal(is_new[COLD], 1.0)
+    np.testing.assert_array_equal(is_new[: N_ITEMS - N_COLD], 0.0)
+    # each user's stored history ends with the impression, seen as context
+    items, types, _ = m.user_history(0)
+    assert items[-1] == 39 and types[-1] == EVENT_CODES["impression"]
