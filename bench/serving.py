@@ -30,7 +30,13 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import numpy as np
+# One BLAS thread per process, set before numpy loads: a matrix-vector product over 100k
+# items gains nothing from more, and several workers' BLAS threads fighting over the cores
+# turn 0.3 ms into 15 ms at p99. Inherited by the gunicorn workers (bench_env copies os.environ).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import bench_env, fresh_database, gunicorn, machine, print_table, write_json  # noqa: E402
@@ -148,6 +154,39 @@ def floor_latency(n: int, users: list[int], seed: int) -> list[float]:
     return out
 
 
+def ann_rows(n: int, seed: int) -> list[list]:
+    """Exact product vs the hnswlib graph on the served vectors: per-query time and recall@200."""
+    try:
+        import hnswlib  # noqa: F401
+    except ImportError:
+        return []
+    from recommender.serving.index import VectorIndex
+    from recommender.serving.state import get_state
+
+    exact = get_state().current()[0].index
+    graph = VectorIndex("ann", exact.item_vectors, exact.item_pks, ann_min_cells=1)
+    t = time.perf_counter()
+    while not graph.uses_ann:
+        time.sleep(0.05)
+    build = time.perf_counter() - t
+    rng = np.random.default_rng(seed)
+    queries = np.asarray(exact.user_vectors[rng.integers(0, len(exact.user_pks), n)])
+    times = {"exact": [], "hnsw": []}
+    recall = []
+    for q in queries:
+        t = time.perf_counter()
+        a, _ = exact.search(q, 200)
+        times["exact"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        b, _ = graph.search(q, 200)
+        times["hnsw"].append(time.perf_counter() - t)
+        recall.append(len(set(a.tolist()) & set(b.tolist())) / 200)
+    return [
+        ["exact numpy", pct(times["exact"], 50), pct(times["exact"], 99), 1.0, 0.0],
+        ["hnswlib (M=16, ef=256)", pct(times["hnsw"], 50), pct(times["hnsw"], 99), float(np.mean(recall)), build],
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/shop_recs_srvbench"))
@@ -159,26 +198,27 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reuse", action="store_true", help="measure the database of a previous run again (no rebuild)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    url = fresh_database(args.database_url)
+    url = args.database_url if args.reuse else fresh_database(args.database_url)
     os.environ.update(bench_env(url))
     import django
 
     django.setup()
-    build_shop(args.items, args.users, args.events, args.seed)
+    if not args.reuse:
+        build_shop(args.items, args.users, args.events, args.seed)
+        artifacts = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+        write_model(artifacts, args.dim, args.seed)
+        make_policy()
     setup_s = time.perf_counter() - t0
-    artifacts = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    write_model(artifacts, args.dim, args.seed)
-    make_policy()
 
     from rest_framework.test import APIClient
 
     from recommender.api.apikeys import do_create_api_key
     from recommender.serving import impressions, recommend_for_user
-    from recommender.serving.state import get_state
 
     rng = np.random.default_rng(args.seed + 1)
     user_rows = rng.integers(0, args.users, args.requests).tolist()
@@ -203,7 +243,7 @@ def main() -> None:
         view.append(time.perf_counter() - t)
         assert r.status_code == 200, r.content
     impressions.flush()
-    get_state()  # keep a reference so the in-process state is not collected mid-run
+    ann = ann_rows(min(args.requests, 500), args.seed)
 
     rows = [
         ["bare numpy top-20 (floor)", pct(floor, 50), pct(floor, 99), len(floor) / sum(floor), 1.0],
@@ -258,11 +298,14 @@ def main() -> None:
           f"setup {setup_s:.0f} s, first request (load) {load_s * 1000:.0f} ms; HTTP errors: {errors}")
     print_table("Personalised top-20 with the full policy", ["path", "p50 ms", "p99 ms", "req/s", "p50 / floor"], rows)
     print_table("gunicorn workers", ["pid", "RSS MB", "PSS MB"], [[p, r, s] for p, r, s in mem])
+    if ann:
+        print_table("Top-200 candidates: exact vs graph", ["search", "p50 ms", "p99 ms", "recall@200", "build s"], ann)
     write_json(args.json, {
         "machine": machine(), "items": args.items, "users": args.users, "events": args.events, "dim": args.dim,
         "requests": args.requests, "http_errors": errors, "load_ms": load_s * 1000,
         "rows": [dict(zip(["path", "p50_ms", "p99_ms", "req_per_s", "p50_over_floor"], r)) for r in rows],
         "workers": [dict(zip(["pid", "rss_mb", "pss_mb"], m)) for m in mem],
+        "candidates": [dict(zip(["search", "p50_ms", "p99_ms", "recall_at_200", "build_s"], r)) for r in ann],
     })
 
 

@@ -34,6 +34,15 @@ def _bad(message: str) -> ValidationError:
     return ValidationError({"detail": message})
 
 
+def check_id(value: str, what: str) -> str:
+    """A shop id: 1 to 128 characters, no control characters (PostgreSQL rejects NUL in text)."""
+    if not value or len(value) > MAX_ID_LENGTH:
+        raise _bad(f"The {what} must be 1 to {MAX_ID_LENGTH} characters long; send the shop's own id.")
+    if any(ord(ch) < 32 for ch in value):
+        raise _bad(f"The {what} contains control characters; send the shop's own id.")
+    return value
+
+
 def _check_params(query, allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(query) - set(allowed))
     if unknown:
@@ -107,8 +116,8 @@ def _id_list(body: dict, name: str, required: bool) -> list[str] | None:
         raise _bad(f"'{name}' must be a list of non-empty strings.")
     if len(value) > MAX_SESSION_ITEMS:
         raise _bad(f"'{name}' has {len(value)} entries; send the last {MAX_SESSION_ITEMS} at most.")
-    if any(len(v) > MAX_ID_LENGTH for v in value):
-        raise _bad(f"An entry of '{name}' is longer than {MAX_ID_LENGTH} characters.")
+    for v in value:
+        check_id(v, f"entry {v[:20]!r} of '{name}'")
     return value
 
 
@@ -130,8 +139,10 @@ def parse_session(body: Any) -> tuple[list[str], list[str] | None, str | None]:
         if bad:
             raise _bad(f"Unknown event type(s) {bad}; use {', '.join(SESSION_EVENT_TYPES)}.")
     user_id = body.get("user_id")
-    if user_id is not None and (not isinstance(user_id, str) or not user_id or len(user_id) > MAX_ID_LENGTH):
-        raise _bad(f"user_id must be a non-empty string of at most {MAX_ID_LENGTH} characters.")
+    if user_id is not None:
+        if not isinstance(user_id, str):
+            raise _bad(f"user_id must be a string of 1 to {MAX_ID_LENGTH} characters.")
+        check_id(user_id, "user_id")
     return items, types, user_id
 
 
@@ -191,6 +202,7 @@ class UserRecommendationsView(RecommendView):
         parameters=_PARAMS, responses={200: _LIST, 400: _BAD},
     )
     def get(self, request, user_id: str):
+        check_id(user_id, "user id")
         _check_params(request.query_params, FILTER_PARAMS)
         k, filters = parse_k(request.query_params), parse_filters(request.query_params)
         return Response(recommend_for_user(user_id, k, filters).as_dict())
@@ -202,6 +214,7 @@ class SimilarItemsView(RecommendView):
         parameters=_PARAMS, responses={200: _LIST, 400: _BAD, 404: OpenApiResponse(description="Unknown item.")},
     )
     def get(self, request, item_id: str):
+        check_id(item_id, "item id")
         _check_params(request.query_params, FILTER_PARAMS)
         k, filters = parse_k(request.query_params), parse_filters(request.query_params)
         try:
@@ -236,7 +249,10 @@ def _parse_time(query, name: str, default: datetime) -> datetime:
     except ValueError:
         value = None
     if value is None:
-        raise _bad(f"{name}={raw!r} is not a date or time; send ISO 8601 like 2026-11-01 or 2026-11-01T00:00:00Z.")
+        raise _bad(
+            f"{name}={raw!r} is not a date or time; send ISO 8601 like 2026-11-01 or 2026-11-01T00:00:00Z "
+            "(URL-encode a '+' offset as %2B)."
+        )
     return value if value.tzinfo else value.replace(tzinfo=dt_timezone.utc)
 
 

@@ -26,13 +26,14 @@ class Catalog:
     """Catalog arrays of one index space (see :class:`recommender.ranking.policy.CatalogArrays`)."""
 
     pks: np.ndarray  # (n,) int64
-    external_ids: list[str]
-    titles: list[str]
+    external_ids: np.ndarray  # (n,) object str
+    titles: np.ndarray  # (n,) object str
     category: np.ndarray  # (n,) int64 code, -1 none
     category_codes: dict[str, int]
     price: np.ndarray  # (n,) float64, NaN unknown
     in_stock: np.ndarray  # (n,) bool
     is_active: np.ndarray  # (n,) bool: live, active, not a placeholder
+    is_live: np.ndarray  # (n,) bool: not deleted from the catalog
     created_ts: np.ndarray  # (n,) float64 unix seconds
     by_external_id: dict[str, int]
     counts: dict[int, np.ndarray]  # window days -> (n,) interactions in the window
@@ -87,10 +88,11 @@ class Catalog:
         return out
 
 
-def _category_codes(categories: list[str]) -> tuple[np.ndarray, dict[str, int]]:
-    names = sorted({c for c in categories if c})
-    codes = {c: n for n, c in enumerate(names)}
-    return np.array([codes.get(c, -1) for c in categories], dtype=np.int64), codes
+def _category_codes(categories: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    names, inverse = np.unique(categories.astype(str), return_inverse=True)
+    codes = {str(c): n for n, c in enumerate(names) if c}
+    table = np.array([codes.get(str(c), -1) for c in names], dtype=np.int64)
+    return table[inverse].astype(np.int64) if len(categories) else np.zeros(0, np.int64), codes
 
 
 def _positions(space_pks: np.ndarray, pks: np.ndarray) -> np.ndarray:
@@ -144,35 +146,45 @@ def load_catalog(space_pks: np.ndarray, windows: set[int], now: datetime | None 
     """Every per-item array the serving path needs, for the items of one index space."""
     space_pks = np.asarray(space_pks, dtype=np.int64)
     n = len(space_pks)
-    ext = [""] * n
-    titles = [""] * n
-    cats = [""] * n
+    ext = np.full(n, "", dtype=object)
+    titles = np.full(n, "", dtype=object)
+    cats = np.full(n, "", dtype=object)
     price = np.full(n, np.nan)
     in_stock = np.zeros(n, dtype=bool)
     active = np.zeros(n, dtype=bool)
+    live = np.zeros(n, dtype=bool)
     created = np.zeros(n, dtype=np.float64)
-    rows = list(
-        Item.objects.values_list(
-            "pk", "external_id", "title", "category", "price", "is_active", "in_stock", "is_placeholder",
-            "deleted_at", "created_at",
-        )
+    # Raw SQL with the casts done by the database: no Decimal or datetime objects per row
+    # (this runs every SERVING_CATALOG_REFRESH_SECONDS over the whole catalog).
+    epoch = (
+        "EXTRACT(EPOCH FROM created_at)::float8" if connection.vendor == "postgresql"
+        else "CAST(strftime('%%s', created_at) AS REAL)"
     )
-    at = _positions(space_pks, np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)))
-    for j, r in zip(at.tolist(), rows):
-        if j < 0:
-            continue
-        ext[j], titles[j], cats[j] = r[1], r[2], r[3]
-        if r[4] is not None:
-            price[j] = float(r[4])
-        in_stock[j] = r[6]
-        active[j] = bool(r[5] and not r[7] and r[8] is None)
-        created[j] = r[9].timestamp()
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT id, external_id, title, category, CAST(price AS DOUBLE PRECISION), "
+            f"is_active AND NOT is_placeholder AND deleted_at IS NULL, in_stock, {epoch}, deleted_at IS NULL "
+            f"FROM {Item._meta.db_table}"
+        )
+        rows = cur.fetchall()
+    if rows:
+        ids, e, t, c, p, a, st, cr, lv = zip(*rows)
+        at = _positions(space_pks, np.array(ids, dtype=np.int64))
+        hit = at >= 0
+        j = at[hit]
+        for dst, src in ((ext, e), (titles, t), (cats, c)):
+            dst[j] = np.array(src, dtype=object)[hit]
+        price[j] = np.array(p, dtype=np.float64)[hit]  # None -> nan
+        active[j] = np.array(a, dtype=bool)[hit]
+        in_stock[j] = np.array(st, dtype=bool)[hit]
+        created[j] = np.array(cr, dtype=np.float64)[hit]
+        live[j] = np.array(lv, dtype=bool)[hit]
     category, codes = _category_codes(cats)
     today, shown = impression_arrays(space_pks, now)
     return Catalog(
         pks=space_pks, external_ids=ext, titles=titles, category=category, category_codes=codes,
-        price=price, in_stock=in_stock, is_active=active, created_ts=created,
-        by_external_id={e: j for j, e in enumerate(ext) if e},
+        price=price, in_stock=in_stock, is_active=active, is_live=live, created_ts=created,
+        by_external_id={e: j for j, e in enumerate(ext.tolist()) if e},
         counts={w: interaction_counts(space_pks, w, now) for w in windows},
         impressions_today=today, ever_shown=shown,
     )

@@ -136,9 +136,22 @@ def flush(max_records: int = 5_000) -> int:
     try:
         do_log_impressions(batch)
     except Exception:
-        stats["failed"] += len(batch)
-        log.exception("could not write %d served lists; their impressions are lost", len(batch))
-        return 0
+        if len(batch) == 1:
+            stats["failed"] += 1
+            log.exception("could not write served list %s; its impressions are lost", batch[0].request_id)
+            return 0
+        # One bad record must not cost the others: write them one by one (only on failure).
+        log.warning("writing %d served lists failed; retrying them one by one", len(batch), exc_info=True)
+        written = 0
+        for record in batch:
+            try:
+                do_log_impressions([record])
+                written += 1
+            except Exception:
+                stats["failed"] += 1
+                log.exception("could not write served list %s; its impressions are lost", record.request_id)
+        stats["written"] += written
+        return written
     stats["written"] += len(batch)
     return len(batch)
 

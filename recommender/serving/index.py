@@ -8,6 +8,7 @@ request that already holds the old one finishes on it.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +36,13 @@ def _find(sorted_pks: np.ndarray, order: np.ndarray, pks: np.ndarray) -> np.ndar
     return np.where(hit, order[pos], -1).astype(np.int64)
 
 
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` largest of (m,) ``scores``, best first (ties in index order)."""
+    n = min(n, len(scores))
+    part = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
 @dataclass(frozen=True, eq=False)
 class VectorIndex:
     """Item and user vectors of one version, with pk <-> index maps and top-n search.
@@ -46,6 +54,11 @@ class VectorIndex:
     item_pks : (n_items,) int64 database ids in index order
     user_vectors : (n_users, d) float32 or None
     user_pks : (n_users,) int64 or None
+    ann_min_cells : from this many ``n_items * d`` cells on, search an hnswlib graph (built in
+        the background; exact until then) when hnswlib is installed; None is always exact.
+        Measured on 100k clustered items, one thread: d=64 exact 0.9 ms vs graph 0.08 ms at
+        recall@200 0.79 (exact wins: the graph loses a fifth of the candidates for 0.8 ms);
+        d=452 exact 5.6 ms vs graph 0.29 ms at recall@200 0.84 (the graph wins).
     """
 
     name: str
@@ -54,7 +67,7 @@ class VectorIndex:
     user_vectors: np.ndarray | None = None
     user_pks: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
-    ann_threshold: int | None = None
+    ann_min_cells: int | None = None
 
     def __post_init__(self) -> None:
         n = len(self.item_pks)
@@ -70,7 +83,10 @@ class VectorIndex:
         vec = np.asarray(self.item_vectors, dtype=np.float32)
         norms = np.sqrt(np.einsum("ij,ij->i", vec, vec)).astype(np.float32)
         set_(self, "_norms", np.where(norms > 0, norms, 1.0).astype(np.float32))
-        set_(self, "_ann", self._build_ann())
+        set_(self, "_ann", None)
+        if self.ann_min_cells is not None and self.n_items * self.dim >= self.ann_min_cells:
+            # Searched exactly until the graph is built (seconds): the version serves at once.
+            threading.Thread(target=self._build_ann, name="ann-build", daemon=True).start()
 
     @property
     def n_items(self) -> int:
@@ -81,7 +97,7 @@ class VectorIndex:
         return int(self.item_vectors.shape[1])
 
     @classmethod
-    def load(cls, path: str | Path, name: str, ann_threshold: int | None = None) -> "VectorIndex":
+    def load(cls, path: str | Path, name: str, ann_min_cells: int | None = None) -> "VectorIndex":
         """Open an artifact folder (see training.pipeline) as memory maps."""
         path = Path(path)
         arrays = {}
@@ -103,7 +119,7 @@ class VectorIndex:
             user_vectors=arrays["user_vectors"],
             user_pks=np.array(arrays["user_pks"], dtype=np.int64),
             meta=meta,
-            ann_threshold=ann_threshold,
+            ann_min_cells=ann_min_cells,
         )
 
     def item_index(self, pks: np.ndarray) -> np.ndarray:
@@ -129,32 +145,50 @@ class VectorIndex:
         q = np.asarray(weights, dtype=np.float32) @ vec
         return q if np.any(q) else None
 
-    def search(self, query: np.ndarray, n: int, *, cosine: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``n`` items by dot product (or cosine) with ``query`` (d,).
+    def search(
+        self,
+        query: np.ndarray,
+        n: int,
+        *,
+        cosine: bool = False,
+        tail: np.ndarray | None = None,
+        min_tail: int = 0,
+        n_tail: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``n`` items by dot product (or cosine) with ``query`` (d,), plus tail back-up.
+
+        A model that favours popular items can fill all ``n`` with head items, and the
+        exposure policy's tail quota then has nothing to place. So when fewer than
+        ``min_tail`` of the top ``n`` are tail (``tail`` is the (n_items,) bool mask), the
+        best ``n_tail`` tail items are appended from the same score vector (exact search
+        only; the graph search returns its top ``n``).
 
         Returns
         -------
-        ids : (m,) int64 item indices best first, ``m <= n``
+        ids : (m,) int64 distinct item indices (top ``n`` best first, then any tail back-up)
         scores : (m,) float32
         """
         q = np.asarray(query, dtype=np.float32).reshape(-1)
         n = min(n, self.n_items)
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        if self._ann is not None and not cosine:
-            labels, dist = self._ann.knn_query(q, k=n)
+        ann = self._ann
+        if ann is not None and not cosine:
+            labels, dist = ann.knn_query(q, k=n)
             # hnswlib's "ip" space returns 1 - dot.
             return labels[0].astype(np.int64), (1.0 - dist[0]).astype(np.float32)
-        scores = self.item_vectors @ q
+        scores = np.asarray(self.item_vectors @ q)
         if cosine:
             qn = float(np.sqrt(q @ q))
             scores = scores / (self._norms * (qn if qn > 0 else 1.0))
-        if n < len(scores):
-            part = np.argpartition(-scores, n - 1)[:n]
-        else:
-            part = np.arange(len(scores))
-        order = part[np.argsort(-scores[part], kind="stable")]
-        return order.astype(np.int64), np.asarray(scores[order], dtype=np.float32)
+        top = _top(scores, n)
+        if tail is not None and min_tail > 0 and n_tail > 0 and int(tail[top].sum()) < min_tail:
+            masked = np.where(tail, scores, -np.inf)
+            masked[top] = -np.inf  # already in
+            extra = _top(masked, min(n_tail, int(tail.sum())))
+            extra = extra[np.isfinite(masked[extra])]
+            top = np.concatenate([top, extra])
+        return top.astype(np.int64), np.asarray(scores[top], dtype=np.float32)
 
     def cosine(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """(len(a), len(b)) cosine similarity of item indices ``a`` and ``b``."""
@@ -162,15 +196,18 @@ class VectorIndex:
         vb = np.asarray(self.item_vectors[b], dtype=np.float32) / self._norms[b, None]
         return va @ vb.T
 
-    def _build_ann(self):
-        if self.ann_threshold is None or self.n_items <= self.ann_threshold:
-            return None
+    @property
+    def uses_ann(self) -> bool:
+        return self._ann is not None
+
+    def _build_ann(self) -> None:
+        """Build an hnswlib inner-product graph and switch searches to it (one reference swap)."""
         try:
             import hnswlib
-        except ImportError:  # the exact search still works, only slower on big catalogs
-            return None
+        except ImportError:  # optional: the exact search works, only slower on big catalogs
+            return
         ann = hnswlib.Index(space="ip", dim=self.dim)
         ann.init_index(max_elements=self.n_items, ef_construction=100, M=16, random_seed=0)
         ann.add_items(np.asarray(self.item_vectors, dtype=np.float32), np.arange(self.n_items), num_threads=1)
         ann.set_ef(256)
-        return ann
+        object.__setattr__(self, "_ann", ann)

@@ -16,6 +16,7 @@ same sources work from text similarity and popularity (reported as a fallback).
 """
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from django.utils import timezone
 
 from ..conf import settings as rec_settings
 from ..models import EventType
-from ..ranking.policy import RankedList, RequestFilters, rerank
+from ..ranking.policy import REASON_PINNED, RankedList, RequestFilters, rerank
 from . import impressions
 from .catalog import category_code, is_new
 from .policies import PolicyRow, PolicySnapshot, Variant
@@ -107,7 +108,7 @@ def recommend_for_user(user_id: str, k: int = 10, filters: Filters = Filters()) 
     row, variant = snapshot.assign(user_id)
     space = _space_for(space, variant)
     user_pk, hist_items, hist_types = _history(user_id, space)
-    cands = _user_candidates(space, user_pk, hist_items, hist_types, row, _n_candidates(filters))
+    cands = _user_candidates(space, user_pk, hist_items, hist_types, row, _n_candidates(filters), k)
     bought = hist_items[hist_types == int(EventType.PURCHASE)] if row.exclude_purchased else None
     return _serve(
         space, snapshot, row, variant, cands, k, filters, endpoint="user", user_id=user_id,
@@ -121,18 +122,20 @@ def similar_items(item_id: str, k: int = 10, filters: Filters = Filters()) -> Re
     space, snapshot = get_state().current()
     row = snapshot.default
     at = space.catalog.by_external_id.get(item_id)
+    if at is not None and not space.catalog.is_live[at]:
+        raise UnknownItem(f"Item {item_id!r} was removed from the catalog; upsert it again to bring it back.")
     if at is None:
         if not _item_exists(item_id):
             raise UnknownItem(f"No item with id {item_id!r}; check the id or upsert the item first.")
         cands = _popular(space, row)
         cands.fallback = "item not in the model yet"
+    elif not np.any(space.index.item_vectors[at]):
+        cands = _popular(space, row)
+        cands.fallback = "item has no vector"
     else:
-        ids, scores = space.index.search(space.index.item_vectors[at], _n_candidates(filters) + 1, cosine=True)
+        ids, scores = _search(space, space.index.item_vectors[at], _n_candidates(filters) + 1, row, k, cosine=True)
         keep = ids != at
         cands = _Candidates(ids[keep], scores[keep], R_SIMILAR_ITEM)
-        if not np.any(space.index.item_vectors[at]):
-            cands = _popular(space, row)
-            cands.fallback = "item has no vector"
     exclude = np.array([at], dtype=np.int64) if at is not None else None
     return _serve(space, snapshot, row, None, cands, k, filters, endpoint="similar", exclude_idx=exclude)
 
@@ -153,17 +156,23 @@ def recommend_for_session(
     codes = np.array([_EVENT_CODE[t] for t in types], dtype=np.int64)
     known = idx >= 0
     q = _profile(space, idx[known], codes[known])
-    if q is None:
+    if q is None and user_id is not None:
+        # Nothing to go on in the session: the shopper's own history, segment, then popularity.
+        user_pk, hist_items, hist_types = _history(user_id, space)
+        cands = _user_candidates(space, user_pk, hist_items, hist_types, row, _n_candidates(filters), k)
+        cands.fallback = cands.fallback or "the shopper's history"
+    elif q is None:
         cands = _popular(space, row)
-        cands.fallback = "no known session items" if len(item_ids) else "empty session"
+        cands.fallback = "popular overall"
     else:
-        ids, scores = space.index.search(q, _n_candidates(filters))
+        ids, scores = _search(space, q, _n_candidates(filters), row, k)
         cands = _Candidates(ids, scores, R_SESSION)
     bought = idx[known & (codes == int(EventType.PURCHASE))]
     return _serve(
         space, snapshot, row, variant, cands, k, filters, endpoint="session", user_id=user_id,
         bought=bought if row.exclude_purchased else None, exclude_idx=idx[known],
         history=(idx[known], codes[known]),
+        no_history_reason=None if q is not None else ("no known session items" if len(item_ids) else "empty session"),
     )
 
 
@@ -219,17 +228,27 @@ def _profile(space: Space, idx: np.ndarray, codes: np.ndarray) -> np.ndarray | N
     return space.index.profile(idx, w)
 
 
+def _search(
+    space: Space, q: np.ndarray, n: int, row: PolicyRow, k: int, *, cosine: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The index's top ``n`` for ``q``, with tail back-up when the policy's tail quota needs it."""
+    need = math.ceil(row.min_tail_share * k - 1e-9)
+    if need <= 0:
+        return space.index.search(q, n, cosine=cosine)
+    tail = ~space.catalog.head(row.head_share, row.head_window_days)
+    # Twice the quota: filters and caps remove some of them.
+    return space.index.search(q, n, cosine=cosine, tail=tail, min_tail=2 * need, n_tail=max(n // 2, 2 * need))
+
+
 def _user_candidates(
-    space: Space, user_pk: int | None, items: np.ndarray, codes: np.ndarray, row: PolicyRow, n: int
+    space: Space, user_pk: int | None, items: np.ndarray, codes: np.ndarray, row: PolicyRow, n: int, k: int
 ) -> _Candidates:
     q = space.index.user_vector(user_pk) if len(items) else None
+    if q is None:
+        # History arrives newest first; the profile wants oldest first.
+        q = _profile(space, items[::-1], codes[::-1])
     if q is not None:
-        ids, scores = space.index.search(q, n)
-        return _Candidates(ids, scores, None)
-    # History arrives newest first; the profile wants oldest first.
-    q = _profile(space, items[::-1], codes[::-1])
-    if q is not None:
-        ids, scores = space.index.search(q, n)
+        ids, scores = _search(space, q, n, row, k)
         return _Candidates(ids, scores, None)
     if space.segments and user_pk is not None:
         segment = _user_segment(user_pk, space)
@@ -324,6 +343,7 @@ def _serve(
     history: tuple[np.ndarray, np.ndarray] | None = None,
     no_history_reason: str | None = None,
 ) -> Recommendations:
+    """Re-rank the candidates by the policy, describe each item, and queue the list's impressions."""
     now = timezone.now()
     catalog = space.catalog
     policy = space.policy_config(row, snapshot.key, k)
@@ -341,7 +361,7 @@ def _serve(
     items = []
     for pos, j in enumerate(ids.tolist()):
         why = list(ranked.reasons[pos])
-        if cands.reason is None and not per_cand and "pinned" not in why:
+        if cands.reason is None and not per_cand and REASON_PINNED not in why:
             # A personalised candidate: say which history item it resembles, when one does.
             why.insert(0, why_history[pos] or R_FOR_YOU)
         if new[pos]:

@@ -105,20 +105,32 @@ def _load_segments(version_id: int, index: VectorIndex, catalog: Catalog) -> dic
 
 def _load_space(version: tuple[int, str, str] | None, snapshot: pol.PolicySnapshot | None) -> Space:
     """Open a version's artifact (or the text-embedding fallback) and read its catalog."""
-    threshold = rec_settings.SERVING_ANN_THRESHOLD
+    threshold = rec_settings.SERVING_ANN_MIN_CELLS
     if version is None:
         # No trained model: the live catalog, searched by text embeddings when items have them.
         pks = np.array(Item.objects.live().order_by("pk").values_list("pk", flat=True), dtype=np.int64)
         vectors = load_item_vectors(pks)
         if vectors is None:
             vectors = np.zeros((len(pks), 1), dtype=np.float32)
-        index = VectorIndex(name="", item_vectors=vectors, item_pks=pks, ann_threshold=threshold)
+        index = VectorIndex(name="", item_vectors=vectors, item_pks=pks, ann_min_cells=threshold)
     else:
-        index = VectorIndex.load(version[2], version[1], ann_threshold=threshold)
+        index = VectorIndex.load(version[2], version[1], ann_min_cells=threshold)
     catalog = load_catalog(index.item_pks, _windows(snapshot))
     catalog.built_at = catalog.impressions_at = clock()
     segments = _load_segments(version[0], index, catalog) if version is not None else {}
     return Space(version_id=None if version is None else version[0], index=index, catalog=catalog, segments=segments)
+
+
+def limit_blas_threads(n: int | None) -> None:
+    """Cap this process's BLAS threads (threadpoolctl when installed; else the env vars rule)."""
+    if n is None:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        log.info("threadpoolctl is not installed; set OPENBLAS_NUM_THREADS=%d for the serving processes", n)
+        return
+    threadpool_limits(limits=n, user_api="blas")  # called, not entered: the cap stays
 
 
 class ServingState:
@@ -141,6 +153,7 @@ class ServingState:
         if not self.loaded:
             with self._lock:  # the very first request of a process waits for the first load
                 if not self.loaded:
+                    limit_blas_threads(rec_settings.SERVING_BLAS_THREADS)
                     self._check(force=True)
                     self.loaded = True
         elif self._due() and self._lock.acquire(blocking=False):

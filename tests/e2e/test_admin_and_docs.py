@@ -54,4 +54,4 @@ def test_staff_create_an_api_key_in_the_admin_and_it_works(page, live_server, ad
                       headers={"Authorization": f"Bearer {key}"}, timeout=10)
     assert r.status_code == 200, r.text
     r = requests.get(f"{live_server.url}/api/v1/reports/exposure", headers={"Authorization": f"Bearer {key}"}, timeout=10)
-    assert r.status_code in (403, 404)  # no 'reports' scope (404 until the reports endpoint exists)
+    assert r.status_code == 403  # the key has no "reports" scope

@@ -46,6 +46,7 @@ def serving_settings(settings, tmp_path):
         "IMPRESSION_FLUSH_SECONDS": 0,
         "SERVING_CANDIDATES": 50,
         "SERVING_REFRESH_IN_BACKGROUND": False,
+        "SERVING_BLAS_THREADS": None,  # leave the test process's other BLAS users alone
     }
     state.reset_state()
     impressions.reset()

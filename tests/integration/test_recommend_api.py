@@ -73,6 +73,18 @@ def test_tail_share_holds_in_every_prefix(api, model):
         assert segs[:p].count("tail") >= int(0.5 * p)
 
 
+def test_tail_quota_holds_even_when_the_models_top_candidates_run_short(api, model, serving_settings):
+    # given only 2 model candidates per request: without a tail back-up the list would be 2 long
+    serving_settings.RECOMMENDER = {**serving_settings.RECOMMENDER, "SERVING_CANDIDATES": 2}
+    ExposurePolicy.objects.create(name="fair", is_default=True, min_tail_share=0.5)
+    for user in ("u0", "u1", "u2"):
+        segs = [i["segment"] for i in api.get(USER.format(user), {"k": 10}).json()["items"]]
+        # then the best tail items back the quota up, and it holds in every prefix
+        assert len(segs) == 10
+        for p in range(1, 11):
+            assert segs[:p].count("tail") >= int(0.5 * p)
+
+
 def test_filters_category_price_exclude_and_stock(api, model):
     r = api.get(USER.format("u1"), {"k": 20, "category": "c2", "min_price": 10, "max_price": 30, "exclude": "sku-10,sku-14"})
     assert r.status_code == 200
@@ -111,7 +123,34 @@ def test_no_trained_model_serves_popularity_and_says_so(api, shop):
 def test_session_without_known_items_falls_back(api, model):
     r = post(api, SESSION, {"item_ids": ["ghost"], "event_types": ["view"]})
     assert r.status_code == 200
-    assert r.json()["fallback"]["reason"] == "no known session items"
+    assert r.json()["fallback"] == {"reason": "no known session items", "served": "popular overall"}
+    # with a known shopper, their own history serves instead of plain popularity
+    body = post(api, SESSION, {"item_ids": [], "user_id": "u3"}, k=3).json()
+    assert body["fallback"] == {"reason": "empty session", "served": "the shopper's history"}
+    assert category_of(body["items"][0]["item_id"]) == 3
+
+
+def test_without_a_model_text_embeddings_and_popularity_serve(api, shop):
+    # given item text embeddings (along each item's category) and no trained model
+    import numpy as np
+
+    from recommender.features.embeddings import text_model_name
+    from recommender.models import ItemEmbedding
+
+    rows = []
+    for item in Item.objects.all():
+        vec = np.zeros(4, np.float32)
+        vec[category_of(item.external_id)] = 1.0
+        rows.append(ItemEmbedding(item=item, model_name=text_model_name(), source_hash=item.text_hash, dim=4,
+                                  vector=vec.tobytes()))
+    ItemEmbedding.objects.bulk_create(rows)
+    # when a session of category-2 items asks, then similar items by text come back, flagged
+    body = post(api, SESSION, {"item_ids": ["sku-2", "sku-6"]}, k=4).json()
+    assert body["model_version"] is None and body["fallback"]["model"].startswith("no trained model")
+    assert {category_of(i) for i in ids_of(body)} == {2}
+    # and similar items work from text too
+    r = api.get(SIMILAR.format("sku-3"), {"k": 3})
+    assert {category_of(i) for i in ids(r)} == {3}
 
 
 # --- similar and session ------------------------------------------------------------------------
@@ -125,10 +164,14 @@ def test_similar_items_share_the_category_and_exclude_the_item(api, model):
     assert "similar to this item" in r.json()["items"][0]["reasons"]
 
 
-def test_similar_to_unknown_item_is_404(api, model):
+def test_similar_to_unknown_or_removed_item_is_404(api, model, clock):
     r = api.get(SIMILAR.format("nope"))
     assert r.status_code == 404
     assert "nope" in r.json()["detail"]
+    assert api.delete("/api/v1/items/sku-6").status_code == 204
+    clock.advance(61)  # past the catalog refresh
+    r = api.get(SIMILAR.format("sku-6"))
+    assert r.status_code == 404 and "removed" in r.json()["detail"]
 
 
 def test_session_recommends_like_its_items(api, model):
@@ -174,12 +217,37 @@ def test_bad_query_is_400_with_a_message(api, model, query, message):
         ({"item_ids": ["sku-1"], "colour": "red"}, "Unknown field(s) colour"),
         ({"item_ids": ["x"] * 101}, "at most"),
         ({"item_ids": ["sku-1"], "user_id": 7}, "user_id must be"),
+        ({"item_ids": ["sku-1"], "user_id": "a\x00b"}, "control characters"),
+        ({"item_ids": ["x" * 129]}, "1 to 128 characters"),
     ],
 )
 def test_bad_session_body_is_400_with_a_message(api, model, body, message):
     r = post(api, SESSION, body)
     assert r.status_code == 400, r.content
     assert message in r.json()["detail"]
+
+
+def test_overlong_or_control_character_ids_are_400(api, model):
+    r = api.get(USER.format("u" * 129))
+    assert r.status_code == 400 and "1 to 128 characters" in r.json()["detail"]
+    for path in (USER.format("a%00b"), SIMILAR.format("a%00b")):
+        r = api.get(path)
+        assert r.status_code == 400 and "control characters" in r.json()["detail"]
+
+
+def test_one_unwritable_list_does_not_lose_the_others(api, model, monkeypatch):
+    real = impressions.do_log_impressions
+
+    def picky(records):
+        if any(r.user_id == "u2" for r in records):
+            raise ValueError("u2's list cannot be written")
+        real(records)
+
+    monkeypatch.setattr(impressions, "do_log_impressions", picky)
+    for user in ("u1", "u2", "u3"):
+        api.get(USER.format(user), {"k": 2})
+    assert impressions.flush() == 2 and impressions.stats["failed"] == 1
+    assert set(ServedList.objects.values_list("user_external_id", flat=True)) == {"u1", "u3"}
 
 
 def test_malformed_json_is_400(api, model):
@@ -389,3 +457,23 @@ def test_invalid_policy_values_do_not_break_serving(api, model):
     ExposurePolicy.objects.create(name="broken", is_default=True, tail_boost=float("inf"))
     r = api.get(USER.format("u1"), {"k": 3})
     assert r.status_code == 200 and len(r.json()["items"]) == 3
+
+
+def test_no_query_string_is_a_500(api, model):
+    # any value for any filter, plus stray keys, is a 200 or a 400 with a message; never a 500
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    values = st.one_of(st.text(max_size=12), st.integers(-5, 200).map(str), st.floats().map(str))
+    keys = st.sampled_from(["k", "category", "min_price", "max_price", "exclude", "in_stock", "zzz"])
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.dictionaries(keys, values, max_size=4))
+    def check(query):
+        for path in (USER.format("u1"), SIMILAR.format("sku-1")):
+            r = api.get(path, query)
+            assert r.status_code in (200, 400), (query, r.content)
+            if r.status_code == 400:
+                assert r.json()["detail"]
+
+    check()

@@ -70,3 +70,39 @@ def test_missing_file_says_which(tmp_path):
 def test_shape_mismatch_is_rejected():
     with pytest.raises(IndexUnavailable, match="item_pks has 3 ids"):
         VectorIndex("v", np.zeros((2, 4), np.float32), np.arange(3))
+
+
+def test_ann_graph_takes_over_and_agrees_with_exact_search():
+    pytest.importorskip("hnswlib")
+    import time
+
+    base = make_index(n=2000, d=16)
+    index = VectorIndex("v", base.item_vectors, base.item_pks, ann_min_cells=1)
+    deadline = time.monotonic() + 30
+    while not index.uses_ann and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert index.uses_ann
+    q = np.random.default_rng(5).normal(size=16).astype(np.float32)
+    got, scores = index.search(q, 50)
+    exact, exact_scores = base.search(q, 50)
+    assert len(set(got.tolist()) & set(exact.tolist())) >= 45
+    np.testing.assert_allclose(scores[:5], exact_scores[:5], rtol=1e-4)
+    # cosine searches (similar items) stay exact
+    np.testing.assert_array_equal(index.search(q, 10, cosine=True)[0], base.search(q, 10, cosine=True)[0])
+
+
+def test_tail_backup_appends_the_best_tail_items_only_when_needed():
+    index = make_index(n=300, d=8)
+    q = np.random.default_rng(2).normal(size=8).astype(np.float32)
+    top, _ = index.search(q, 10)
+    # given a head made of exactly the top 10 (a popularity-biased model)
+    tail = np.ones(300, dtype=bool)
+    tail[top] = False
+    ids, scores = index.search(q, 10, tail=tail, min_tail=4, n_tail=5)
+    np.testing.assert_array_equal(ids[:10], top)
+    assert len(ids) == 15 and len(set(ids.tolist())) == 15 and tail[ids[10:]].all()
+    # the back-up is the best of the tail, in order
+    masked = np.where(tail, index.item_vectors @ q, -np.inf)
+    np.testing.assert_array_equal(ids[10:], np.argsort(-masked, kind="stable")[:5])
+    # with enough tail among the top, nothing is added
+    assert len(index.search(q, 10, tail=~tail, min_tail=4, n_tail=5)[0]) == 10
