@@ -176,9 +176,9 @@ def test_similar_items_honours_candidates(fitted):
     assert ids[0, 3] == -1 and ids[1, 3] == -1, "the item itself is never among its similar items"
 
 
+@pytest.mark.parametrize("name", sorted(n for n in FACTORIES if n in PERSONALISED), scope="module")
 def test_personalised_models_learn_the_clusters(name, fitted, synthetic):
-    if name not in PERSONALISED:
-        pytest.skip("popularity peers give everyone the same list")
+    # Popularity peers give everyone the same list, so only personalised models are asked.
     data, cluster = synthetic
     users = np.arange(data.n_users)
     user_cluster = (users >= data.n_users // 2).astype(int)
@@ -187,17 +187,17 @@ def test_personalised_models_learn_the_clusters(name, fitted, synthetic):
     assert same.mean() >= 0.8, f"only {same.mean():.0%} of the top 5 match the user's cluster"
 
 
+@pytest.mark.parametrize("name", sorted(n for n in FACTORIES if n not in SCORES_COLD), scope="module")
 def test_collaborative_models_rank_cold_items_last(name, fitted, synthetic):
-    if name in SCORES_COLD:
-        pytest.skip("this model scores cold items from their text")
+    # Models that score cold items from their text are checked by their own cold-start tests.
     data, _ = synthetic
     ids, _ = fitted.recommend(np.arange(data.n_users), k=10)
     assert not np.isin(ids, COLD).any()
 
 
+@pytest.mark.parametrize("name", sorted(n for n in FACTORIES if n != "main"))
 def test_unfitted_model_says_so(name):
-    if name == "main":
-        pytest.skip("the main model's own tests cover its errors")
+    # The main model's own tests cover its errors.
     model = FACTORIES[name](0)
     with pytest.raises(RuntimeError, match="fit"):
         model.recommend(np.array([0]), k=3)
