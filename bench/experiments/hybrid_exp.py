@@ -1,8 +1,9 @@
 """Tuning runs for HybridSequentialModel on Online Retail (validation split unless --test).
 
-    nice .venv/bin/python -m bench.experiments.hybrid_exp --peers
-    nice .venv/bin/python -m bench.experiments.hybrid_exp epochs=10 dim=64 [--test]
+nice .venv/bin/python -m bench.experiments.hybrid_exp --peers
+nice .venv/bin/python -m bench.experiments.hybrid_exp epochs=10 dim=64 [--test]
 """
+
 from __future__ import annotations
 
 import json
@@ -93,7 +94,15 @@ class ContentOnly(_Scores):
 
 
 def fmt(name, r, secs):
-    keys = ["NDCG@10", "Recall@10", "Recall@20", "APLT@10", "TailRecall@20", "ColdHit@20", "Coverage@10"]
+    keys = [
+        "NDCG@10",
+        "Recall@10",
+        "Recall@20",
+        "APLT@10",
+        "TailRecall@20",
+        "ColdHit@20",
+        "Coverage@10",
+    ]
     return f"{name:40s} " + " ".join(f"{r[k]:.4f}" for k in keys) + f" {secs:7.1f}s"
 
 
@@ -108,14 +117,23 @@ def main(argv):
     import torch
 
     torch.set_num_threads(2)
-    raw, val, test = load_splits()
+    _raw, val, test = load_splits()
     split = test if use_test else val
-    print("split", "test" if use_test else "val", "| NDCG@10 R@10 R@20 APLT@10 TailR@20 ColdHit@20 Cov@10 fit")
+    print(
+        "split",
+        "test" if use_test else "val",
+        "| NDCG@10 R@10 R@20 APLT@10 TailR@20 ColdHit@20 Cov@10 fit",
+    )
     if peers:
-        for name, m in [("RecentPop-7d", RecentPop(7)), ("RecentPop-14d", RecentPop(14)),
-                        ("RecentPop-30d", RecentPop(30)), ("EASE-200", EASE(200.0)),
-                        ("EASE-500", EASE(500.0)), ("EASE-1000", EASE(1000.0)),
-                        ("Content-30d", ContentOnly(30))]:
+        for name, m in [
+            ("RecentPop-7d", RecentPop(7)),
+            ("RecentPop-14d", RecentPop(14)),
+            ("RecentPop-30d", RecentPop(30)),
+            ("EASE-200", EASE(200.0)),
+            ("EASE-500", EASE(500.0)),
+            ("EASE-1000", EASE(1000.0)),
+            ("Content-30d", ContentOnly(30)),
+        ]:
             t0 = time.time()
             m.fit(split.train)
             print(fmt(name, run_model(split, m), time.time() - t0), flush=True)
@@ -128,7 +146,10 @@ def main(argv):
     m.fit(split.train)
     secs = time.time() - t0
     print("loss", " ".join(f"{x:.3f}" for x in m.loss_history_))
-    print(fmt("hybrid " + " ".join(a for a in argv if "=" in a), run_model(split, m), secs), flush=True)
+    print(
+        fmt("hybrid " + " ".join(a for a in argv if "=" in a), run_model(split, m), secs),
+        flush=True,
+    )
     diagnose(split, m)
     name = "_".join(a for a in argv if "=" in a) or "default"
     m.save(f"var/hybrid_cache/models/{'test' if use_test else 'val'}_{name}")
@@ -148,9 +169,12 @@ def diagnose(split, m):
     for r, t in enumerate(split.truth):
         for i in t:
             (cold_r if split.cold[i] else warm_r).append(rank[r, i])
-    print("median rank cold %.0f warm %.0f | cold in top20 of lists: %.3f" % (
-        np.median(cold_r), np.median(warm_r), split.cold[np.argsort(-s, 1)[:, :20]].mean()))
-    pu = u[:, -4:]
+    print(
+        f"median rank cold {np.median(cold_r):.0f} warm {np.median(warm_r):.0f} | "
+        f"cold in top20 of lists: {split.cold[np.argsort(-s, 1)[:, :20]].mean():.3f}"
+    )
+    n_u = len(m.nets) * m.params["dim"]
+    pu = u[:, n_u : n_u + 4]
     print("mean user trend weights (7d, 30d, all, new):", np.round(pu.mean(0), 3))
 
 

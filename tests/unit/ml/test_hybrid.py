@@ -5,6 +5,7 @@ Given users 0-19 who buy cluster-A items and users 20-39 who buy cluster-B items
 first, places cold items by their text, serves the same ranking from exported vectors,
 and survives save/load bit for bit.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,16 +13,15 @@ import json
 
 import numpy as np
 import pytest
+from ml_testdata import N_COLD, N_ITEMS, N_USERS
 
 from recommender.ml.base import EVENT_CODES
 from recommender.ml.hybrid import HybridSequentialModel
 
-from ml_testdata import N_COLD, N_ITEMS, N_USERS
-
 COLD = np.arange(N_ITEMS - N_COLD, N_ITEMS)
 FAST = HybridSequentialModel.test_params
 USERS = np.arange(N_USERS)
-A_USERS, B_USERS = USERS[: N_USERS // 2], USERS[N_USERS // 2:]
+A_USERS, B_USERS = USERS[: N_USERS // 2], USERS[N_USERS // 2 :]
 
 
 def _user_items(data, users):
@@ -58,7 +58,7 @@ def test_lists_have_shape_and_respect_exclude_and_candidates(model, twin_data):
         allowed = np.setdiff1d(cands, ex)
         assert len(real) == len(allowed) and set(real) == set(allowed)
         assert len(np.unique(real)) == len(real)
-        assert (row[len(real):] == -1).all() and np.isneginf(sc[len(real):]).all()
+        assert (row[len(real) :] == -1).all() and np.isneginf(sc[len(real) :]).all()
         assert (np.diff(sc[: len(real)]) <= 0).all()
 
 
@@ -77,7 +77,9 @@ def test_cold_items_are_scored_from_text_and_the_users_cluster_comes_first(model
 
 
 @pytest.mark.parametrize("users, twin, other", [(A_USERS, 36, 1), (B_USERS, 38, 0)])
-def test_cold_twin_of_a_best_seller_ranks_high_for_its_cluster(model, twin_data, users, twin, other):
+def test_cold_twin_of_a_best_seller_ranks_high_for_its_cluster(
+    model, twin_data, users, twin, other
+):
     data, cluster, *_ = twin_data
     ids, _ = model.recommend(users, k=N_ITEMS, exclude=_user_items(data, users))
     ranks, beaten = [], []
@@ -85,7 +87,7 @@ def test_cold_twin_of_a_best_seller_ranks_high_for_its_cluster(model, twin_data,
         row = row[row >= 0]
         rank = int(np.flatnonzero(row == twin)[0])
         ranks.append(rank)
-        beaten.append((cluster[row[rank + 1:]] == other).sum() / (cluster[row] == other).sum())
+        beaten.append((cluster[row[rank + 1 :]] == other).sum() / (cluster[row] == other).sum())
     assert np.mean(beaten) >= 0.9, "the cold twin should outrank the other cluster's items"
     assert np.median(ranks) <= 10, f"the cold twin should be near the top, ranks {ranks}"
 
@@ -120,9 +122,13 @@ def test_save_load_round_trip_is_identical_and_pickle_free(model, tmp_path):
     b = loaded.recommend(USERS, k=10)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
-    np.testing.assert_array_equal(model.similar_items(USERS, k=5)[0], loaded.similar_items(USERS, k=5)[0])
+    np.testing.assert_array_equal(
+        model.similar_items(USERS, k=5)[0], loaded.similar_items(USERS, k=5)[0]
+    )
     seq = [np.array([1, 2, 3]), np.array([20, 21])]
-    np.testing.assert_array_equal(model.recommend_sequences(seq, k=5)[0], loaded.recommend_sequences(seq, k=5)[0])
+    np.testing.assert_array_equal(
+        model.recommend_sequences(seq, k=5)[0], loaded.recommend_sequences(seq, k=5)[0]
+    )
 
 
 def test_encoding_a_users_stored_history_gives_their_user_vector(model):
@@ -142,7 +148,7 @@ def test_a_session_of_one_clusters_items_gets_that_cluster(model, twin_data):
 
 
 def test_items_added_after_training_are_scored_from_text(model, twin_data):
-    data, cluster, best_a, best_b = twin_data
+    data, _cluster, best_a, best_b = twin_data
     m = _copy(model)  # add_items changes the model in place
     new = m.add_items(np.stack([data.item_text[best_b], data.item_text[best_a]]))
     np.testing.assert_array_equal(new, [N_ITEMS, N_ITEMS + 1])
@@ -152,8 +158,8 @@ def test_items_added_after_training_are_scored_from_text(model, twin_data):
     assert (ids[A_USERS, 0] == N_ITEMS + 1).mean() >= 0.9
     assert (ids[B_USERS, 0] == N_ITEMS).mean() >= 0.9
     # a new item is scored exactly as a cold item with the same text
-    cold_ids, cold_scores = m.recommend(USERS, k=1, candidates=np.array([36]))
-    new_ids, new_scores = m.recommend(USERS, k=1, candidates=np.array([N_ITEMS + 1]))
+    _cold_ids, cold_scores = m.recommend(USERS, k=1, candidates=np.array([36]))
+    _new_ids, new_scores = m.recommend(USERS, k=1, candidates=np.array([N_ITEMS + 1]))
     np.testing.assert_allclose(new_scores, cold_scores, rtol=1e-5, atol=1e-5)
 
 
@@ -195,11 +201,16 @@ def test_fit_time_is_recorded(model):
 def test_new_item_boost_lifts_exactly_the_items_without_events(model):
     boosted = _copy(model)
     boosted.params["new_item_boost"] = model.params["new_item_boost"] + 1.5
-    diff = boosted.user_vectors() @ boosted.item_vectors().T - model.user_vectors() @ model.item_vectors().T
+    diff = (
+        boosted.user_vectors() @ boosted.item_vectors().T
+        - model.user_vectors() @ model.item_vectors().T
+    )
     np.testing.assert_allclose(diff[:, COLD], 1.5, atol=1e-4)
     np.testing.assert_allclose(diff[:, : N_ITEMS - N_COLD], 0.0, atol=1e-4)
     ids, _ = boosted.recommend(USERS, k=1, candidates=np.array([0, 36]))
-    assert (ids[:, 0] == 36).mean() > (model.recommend(USERS, k=1, candidates=np.array([0, 36]))[0][:, 0] == 36).mean()
+    assert (ids[:, 0] == 36).mean() > (
+        model.recommend(USERS, k=1, candidates=np.array([0, 36]))[0][:, 0] == 36
+    ).mean()
 
 
 def test_impressions_are_context_not_interactions(synthetic):
@@ -213,13 +224,34 @@ def test_impressions_are_context_not_interactions(synthetic):
         user=np.concatenate([data.user, USERS.astype(np.int32)]),
         item=np.concatenate([data.item, np.full(n, 39, np.int32)]),
         timestamp=np.concatenate([data.timestamp, np.full(n, last, np.int64)]),
-        event_type=np.concatenate([data.event_type, np.full(n, EVENT_CODES["impression"], np.int8)]),
+        event_type=np.concatenate(
+            [data.event_type, np.full(n, EVENT_CODES["impression"], np.int8)]
+        ),
         weight=np.concatenate([data.weight, np.ones(n, np.float32)]),
     )
     m = HybridSequentialModel(random_state=0, **FAST).fit(imp)
-    is_new = m.item_vectors()[:, m.params["dim"] + 3]
+    is_new = m.item_vectors()[:, m.params["n_models"] * m.params["dim"] + 3]
     np.testing.assert_array_equal(is_new[COLD], 1.0)
     np.testing.assert_array_equal(is_new[: N_ITEMS - N_COLD], 0.0)
     # each user's stored history ends with the impression, seen as context
     items, types, _ = m.user_history(0)
     assert items[-1] == 39 and types[-1] == EVENT_CODES["impression"]
+
+
+def test_an_ensemble_scores_the_mean_of_its_members(twin_data, model, tmp_path):
+    """Member 0 is the single model of the same seed, member 1 the one of seed + 1_000_003."""
+    data, *_ = twin_data
+    pair = HybridSequentialModel(random_state=0, **{**FAST, "n_models": 2}).fit(data)
+    second = HybridSequentialModel(random_state=1_000_003, **FAST).fit(data)
+    single = [m.user_vectors() @ m.item_vectors().T for m in (model, second)]
+    both = pair.user_vectors() @ pair.item_vectors().T
+    np.testing.assert_allclose(both, (single[0] + single[1]) / 2, rtol=1e-4, atol=1e-4)
+    ids, scores = pair.recommend(USERS, k=10)
+    np.testing.assert_allclose(np.take_along_axis(both, ids, 1), scores, rtol=1e-5, atol=1e-5)
+    pair.save(tmp_path / "pair")
+    loaded = HybridSequentialModel.load(tmp_path / "pair")
+    np.testing.assert_array_equal(loaded.recommend(USERS, k=10)[0], ids)
+    seq = [np.array([1, 2, 3])]
+    np.testing.assert_array_equal(
+        loaded.recommend_sequences(seq, k=5)[0], pair.recommend_sequences(seq, k=5)[0]
+    )
