@@ -13,4 +13,10 @@ BEAT_SCHEDULE = {
         "schedule": crontab(hour=3, minute=15),
         "options": {"expires": 3600},
     },
+    # Report count tables: today's partial day and any day touched by late events, every 15 minutes.
+    "recommender-aggregate-reports": {
+        "task": "recommender.aggregate_reports",
+        "schedule": 900.0,
+        "options": {"expires": 900},
+    },
 }

@@ -65,3 +65,16 @@ def queue_embedding_after_commit() -> None:
             log.warning("could not queue embed_items; the periodic sweep will pick the items up", exc_info=True)
 
     transaction.on_commit(send)
+
+
+@shared_task(name="recommender.aggregate_reports", acks_late=True, expires=900, ignore_result=True)
+def aggregate_reports(max_days: int = 400) -> dict:
+    """Beat entry point: refill late-touched days, fill days not yet filled, refresh today's partial day."""
+    from django.utils import timezone
+
+    from .reports.aggregation import do_aggregate_pending
+
+    result = do_aggregate_pending(timezone.now(), max_days=max_days)
+    if result.remaining:  # a long backlog (first run over old history) continues in bounded steps
+        aggregate_reports.apply_async(kwargs={"max_days": max_days}, countdown=1)
+    return {"filled": len(result.filled), "reopened": len(result.reopened), "remaining": result.remaining}

@@ -5,8 +5,10 @@ from .events import Event, EventType
 from .learning import InterestSegment, ItemEmbedding, TrainingRun, UserSegment
 from .modelversions import ModelVersion
 from .policy import ABVariant, ExposurePolicy, ItemRule, Promotion, ServedList
+from .reports import DailyItemCount, DailySegmentCount, ReportDay, Segment
 
 __all__ = [
-    "ABVariant", "APIKey", "Event", "EventType", "ExposurePolicy", "InterestSegment", "Item", "ItemEmbedding",
-    "ItemRule", "ModelVersion", "Promotion", "ServedList", "ShopUser", "TrainingRun", "UserSegment",
+    "ABVariant", "APIKey", "DailyItemCount", "DailySegmentCount", "Event", "EventType", "ExposurePolicy",
+    "InterestSegment", "Item", "ItemEmbedding", "ItemRule", "ModelVersion", "Promotion", "ReportDay", "Segment",
+    "ServedList", "ShopUser", "TrainingRun", "UserSegment",
 ]

@@ -45,6 +45,8 @@ class Event(models.Model):
             models.Index(fields=["timestamp"], name="rec_event_time"),
             models.Index(fields=["user", "timestamp"], name="rec_event_user_time"),
             models.Index(fields=["item", "timestamp"], name="rec_event_item_time"),
+            # The report job finds late events (ingested after their day was aggregated) by this.
+            models.Index(fields=["ingested_at"], name="rec_event_ingested"),
             models.Index(
                 fields=["request_id"],
                 condition=models.Q(request_id__isnull=False),

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,8 @@ from django.core.management.base import BaseCommand
 
 from recommender.api.apikeys import do_create_api_key
 from recommender.models import APIKey, Item, ModelVersion
+
+DEMO_TRAINING_PARAMS = {"n_models": 1, "epochs": 4, "max_examples": 40_000}
 
 
 class Command(BaseCommand):
@@ -37,7 +40,8 @@ class Command(BaseCommand):
         call_command("embed_items", stdout=self.stdout, stderr=self.stderr)
         if not ModelVersion.objects.filter(is_active=True).exists():
             self.stdout.write("Training the first model (the Celery worker retrains it nightly)...")
-            call_command("train", stdout=self.stdout, stderr=self.stderr)
+            # A lighter configuration than production's so that the demo starts in minutes.
+            call_command("train", params=json.dumps(DEMO_TRAINING_PARAMS), stdout=self.stdout, stderr=self.stderr)
         User = get_user_model()
         if not User.objects.filter(username="admin").exists():
             User.objects.create_superuser("admin", "admin@example.com", "admin")

@@ -1,0 +1,236 @@
+"""Report queries over the daily count tables (never raw events); day ranges are [start, end) UTC dates.
+
+The catalog (``Item``) is read for what the counts cannot know: items never shown, catalog
+size, and each item's current category.
+"""
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import numpy as np
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
+
+from ..models import DailyItemCount, DailySegmentCount, Item, ReportDay, Segment
+
+TAIL = Q(segment=Segment.TAIL)
+SUMS = ("impressions", "clicks", "add_to_carts", "purchases", "revenue")
+
+
+def _range(start: date, end: date, model: type = DailyItemCount) -> QuerySet:
+    """Count rows of [start, end); ``DailySegmentCount`` for totals (a few rows a day), items otherwise."""
+    if end < start:
+        raise ValueError(f"The report range ends ({end}) before it starts ({start}); swap them.")
+    return model.objects.filter(day__gte=start, day__lt=end)
+
+
+def _share(part: float | None, whole: float | None) -> float | None:
+    return round(float(part or 0) / float(whole), 6) if whole else None
+
+
+def _sums(**filters: Q) -> dict[str, Sum]:
+    """Sum of every count column as ``sum_<column>``; the prefix keeps aggregates from shadowing columns."""
+    return {f"sum_{k}": Sum(k, filter=filters.get(k)) for k in SUMS}
+
+
+def _rates(row: dict[str, Any]) -> dict[str, Any]:
+    """The summed counts of a row of ``_sums`` and the rates per impression."""
+    counts = {k: row.get(f"sum_{k}") or 0 for k in SUMS}
+    imp = counts["impressions"]
+    return {
+        **counts,
+        "ctr": _share(counts["clicks"], imp),
+        "add_to_cart_rate": _share(counts["add_to_carts"], imp),
+        "conversion_rate": _share(counts["purchases"], imp),
+    }
+
+
+def daily_tail_shares(start: date, end: date) -> list[dict[str, Any]]:
+    """Per day: impressions and their tail share; recommended purchases and all purchases and their tail shares."""
+    rows = (
+        _range(start, end, DailySegmentCount)
+        .values("day")
+        .annotate(
+            n_impressions=Sum("impressions"),
+            tail_impressions=Sum("impressions", filter=TAIL),
+            conversions=Sum("purchases", filter=Q(attributed=True)),
+            tail_conversions=Sum("purchases", filter=Q(attributed=True) & TAIL),
+            all_purchases=Sum("purchases"),
+            tail_all_purchases=Sum("purchases", filter=TAIL),
+        )
+        .order_by("day")
+    )
+    return [
+        {
+            "day": r["day"],
+            "impressions": r["n_impressions"] or 0,
+            "tail_share_of_impressions": _share(r["tail_impressions"], r["n_impressions"]),
+            "conversions": r["conversions"] or 0,
+            "tail_share_of_conversions": _share(r["tail_conversions"], r["conversions"]),
+            "all_purchases": r["all_purchases"] or 0,
+            "tail_share_of_all_purchases": _share(r["tail_all_purchases"], r["all_purchases"]),
+        }
+        for r in rows
+    ]
+
+
+def item_exposure(start: date, end: date) -> dict[int, int]:
+    """Impressions per shown item pk over the range."""
+    return dict(
+        _range(start, end).filter(impressions__gt=0).values("item").annotate(n=Sum("impressions"))
+        .values_list("item", "n")
+    )
+
+
+def _coverage(shown: int, n_catalog: int) -> dict[str, Any]:
+    coverage = _share(min(shown, n_catalog), n_catalog)
+    return {"catalog_items": n_catalog, "items_shown": shown, "catalog_coverage": coverage}
+
+
+def catalog_coverage(start: date, end: date) -> dict[str, Any]:
+    """Eligible catalog size, items shown in the range, and the covered share."""
+    shown = _range(start, end).filter(impressions__gt=0).values("item").distinct().count()
+    return _coverage(shown, Item.objects.eligible().count())
+
+
+def gini(exposure: np.ndarray) -> float:
+    """Gini coefficient of (n,) non-negative exposure counts: 0 equal, ->1 all on one item."""
+    x = np.sort(np.asarray(exposure, dtype=np.float64))
+    n, total = len(x), float(x.sum())
+    if n == 0 or total == 0:
+        return 0.0
+    ranks = np.arange(1, n + 1)
+    return float(((2 * ranks - n - 1) * x).sum() / (n * total))
+
+
+def lorenz_curve(exposure: np.ndarray, points: int = 20) -> list[tuple[float, float]]:
+    """``points + 1`` (share of items, share of impressions) pairs, least shown items first."""
+    x = np.sort(np.asarray(exposure, dtype=np.float64))
+    n, total = len(x), float(x.sum())
+    if n == 0 or total == 0:
+        return [(k / points, k / points) for k in range(points + 1)]
+    cum = np.concatenate([[0.0], np.cumsum(x)]) / total
+    at = np.round(np.linspace(0, n, points + 1)).astype(int)
+    return [(round(a / n, 6), round(float(cum[a]), 6)) for a in at]
+
+
+def _inequality(shown: np.ndarray, n_catalog: int, points: int) -> dict[str, Any]:
+    exposure = np.zeros(max(n_catalog, len(shown)), dtype=np.int64)
+    exposure[: len(shown)] = shown
+    return {"gini_of_exposure": round(gini(exposure), 6), "lorenz": lorenz_curve(exposure, points)}
+
+
+def exposure_inequality(start: date, end: date, points: int = 20) -> dict[str, Any]:
+    """Gini of impressions over the eligible catalog (unshown items count as 0) and its Lorenz curve."""
+    shown = np.fromiter(item_exposure(start, end).values(), dtype=np.int64)
+    return _inequality(shown, Item.objects.eligible().count(), points)
+
+
+def items_never_shown(start: date, end: date, limit: int = 100) -> dict[str, Any]:
+    """Eligible items without a single impression in the range: how many, and the oldest ``limit`` of them."""
+    shown = _range(start, end).filter(item=OuterRef("pk"), impressions__gt=0)
+    never = Item.objects.eligible().filter(~Exists(shown))
+    return {
+        "count": never.count(),
+        "items": list(
+            never.order_by("created_at", "pk").values("external_id", "title", "category", "created_at")[:limit]
+        ),
+    }
+
+
+def category_table(start: date, end: date) -> list[dict[str, Any]]:
+    """Per current category: catalog size, items shown, impressions, tail share, rates, revenue."""
+    catalog = dict(Item.objects.eligible().values("category").annotate(n=Count("pk")).values_list("category", "n"))
+    rows = (
+        _range(start, end)
+        .values(category=F("item__category"))  # current category: not frozen into the counts
+        .annotate(
+            items_shown=Count("item", distinct=True, filter=Q(impressions__gt=0)),
+            tail_impressions=Sum("impressions", filter=TAIL),
+            # Conversions of recommendations only, as CTR is; revenue counts every purchase.
+            **_sums(**{k: Q(attributed=True) for k in ("clicks", "add_to_carts", "purchases")}),
+        )
+    )
+    out = {}
+    for r in rows:
+        out[r["category"]] = {
+            "category": r["category"],
+            "catalog_items": catalog.get(r["category"], 0),
+            "items_shown": r["items_shown"],
+            "tail_share_of_impressions": _share(r["tail_impressions"], r["sum_impressions"]),
+            **_rates(r),
+        }
+    for name, n in catalog.items():
+        out.setdefault(name, {"category": name, "catalog_items": n, "items_shown": 0,
+                              "tail_share_of_impressions": None, **_rates({})})
+    return sorted(out.values(), key=lambda r: (-r["impressions"], r["category"]))
+
+
+def rates_by_segment_and_variant(start: date, end: date) -> list[dict[str, Any]]:
+    """CTR, add-to-cart and conversion rates of recommended items per (segment, variant; None: no experiment)."""
+    rows = (
+        _range(start, end, DailySegmentCount)
+        .filter(attributed=True)
+        .values("segment", "variant")
+        .annotate(**_sums())
+        .order_by("segment", "variant")
+    )
+    return [{"segment": r["segment"], "variant": r["variant"], **_rates(r)} for r in rows]
+
+
+def fill_state(start: date, end: date) -> dict[str, Any]:
+    """How much of the range the aggregation job has filled: counts per status and the oldest fill."""
+    days = ReportDay.objects.filter(day__gte=start, day__lt=end)
+    by_status = dict(days.values("status").annotate(n=Count("day")).values_list("status", "n"))
+    return {
+        "days": (end - start).days,
+        **{s: by_status.get(s, 0) for s in ReportDay.Status.values},
+        "oldest_fill": days.exclude(filled_at=None).order_by("filled_at").values_list("filled_at", flat=True).first(),
+    }
+
+
+def exposure_report(start: date, end: date, points: int = 20) -> dict[str, Any]:
+    """The long-tail exposure report over [start, end) from the count tables (the raw-row report's shape).
+
+    Totals come from the per-segment rollup; one pass over the item rows gives impressions per item.
+    """
+    cells = list(
+        _range(start, end, DailySegmentCount).filter(attributed=True).values("segment", "variant").annotate(**_sums())
+    )
+    by_segment = {s: _rates(_add(c for c in cells if c["segment"] == s)) for s in (Segment.HEAD, Segment.TAIL)}
+    by_variant: dict[str, dict[str, Any]] = {}
+    for variant in sorted({c["variant"] for c in cells}, key=lambda v: v or ""):
+        mine = [c for c in cells if c["variant"] == variant]
+        tail = sum(c["sum_impressions"] or 0 for c in mine if c["segment"] == Segment.TAIL)
+        rates = _rates(_add(mine))
+        by_variant[variant or "(none)"] = {**rates, "tail_share_of_impressions": _share(tail, rates["impressions"])}
+    total = by_segment["head"]["impressions"] + by_segment["tail"]["impressions"]
+    purchases = by_segment["head"]["purchases"] + by_segment["tail"]["purchases"]
+    shown = np.fromiter(item_exposure(start, end).values(), dtype=np.int64)
+    n_catalog = Item.objects.eligible().count()
+    lists = ReportDay.objects.filter(day__gte=start, day__lt=end).aggregate(
+        n=Sum("lists_served"), fallback=Sum("fallback_lists")
+    )
+    return {
+        "from": start,
+        "to": end,
+        "lists_served": lists["n"] or 0,
+        "fallback_share": _share(lists["fallback"], lists["n"]),
+        "impressions": total,
+        "tail_share_of_impressions": _share(by_segment["tail"]["impressions"], total),
+        "tail_share_of_conversions": _share(by_segment["tail"]["purchases"], purchases),
+        **_coverage(len(shown), n_catalog),
+        **_inequality(shown, n_catalog, points),
+        "by_segment": by_segment,
+        "by_variant": by_variant,
+        "fill_state": fill_state(start, end),
+    }
+
+
+def _add(rows) -> dict[str, Any]:
+    """Sum ``_sums`` rows into one."""
+    out: dict[str, Any] = {}
+    for r in rows:
+        for k in SUMS:
+            out[f"sum_{k}"] = out.get(f"sum_{k}", 0) + (r[f"sum_{k}"] or 0)
+    return out
