@@ -19,18 +19,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from .base import EVENT_CODES, Interactions
+from .base import DEFAULT_EVENT_WEIGHTS, EVENT_CODES, Interactions
 
-#: How much each event type says about interest (the product's defaults, see recommender.conf).
-DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
-    "view": 1.0,
-    "search": 0.5,
-    "click": 2.0,
-    "add_to_cart": 4.0,
-    "purchase": 8.0,
-    "rating": 3.0,
-    "impression": 0.0,
-}
 
 #: Online Retail stock codes that are not products (postage, manual, carriage, discount, ...).
 NON_PRODUCT_CODES = frozenset(

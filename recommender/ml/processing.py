@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .base import EVENT_CODES, Interactions
-from .datasets import DEFAULT_EVENT_WEIGHTS
+from .base import DEFAULT_EVENT_WEIGHTS
 from .protocol import subset
 
 DAY = 86_400
@@ -356,7 +356,7 @@ def split_impressions(data: Interactions) -> tuple[Interactions, Interactions]:
 def event_weight_table(event_weights: Mapping[str, float] | None = None) -> np.ndarray:
     """(max_code + 1,) float32 lookup from event code to weight.
 
-    ``event_weights`` overrides :data:`~recommender.ml.datasets.DEFAULT_EVENT_WEIGHTS`
+    ``event_weights`` overrides :data:`~recommender.ml.base.DEFAULT_EVENT_WEIGHTS`
     type by type (as ``RECOMMENDER["EVENT_WEIGHTS"]`` does); an unknown name is an error.
     """
     weights = dict(DEFAULT_EVENT_WEIGHTS)

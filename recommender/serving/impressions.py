@@ -87,8 +87,8 @@ def _run() -> None:
 def _flush_at_exit() -> None:
     try:
         flush()
-    except Exception:
-        pass
+    except Exception:  # the interpreter is shutting down: say what was lost, never raise
+        logging.getLogger(__name__).warning("impressions still queued at exit were not written", exc_info=True)
 
 
 def _enqueue(record: ServedRecord) -> None:
