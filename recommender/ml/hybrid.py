@@ -778,6 +778,30 @@ class HybridSequentialModel(Recommender):
         self.n_items += len(item_text)
         return new
 
+    def text_projection(self) -> dict[str, np.ndarray]:
+        """Torch-free arrays that place a new item by its text exactly as :meth:`add_items`.
+
+        See :mod:`recommender.ml.projection`: ``project_new_items(text, arrays)`` equals the
+        :meth:`item_vectors` rows that ``add_items(text)`` creates: every member's
+        ``text_proj`` (scaled by ``1/sqrt(n_models)``), the trend features of a new product
+        (no buyers, "new" flag 1) and, with ``content``, the text itself.
+        """
+        import torch
+
+        self._check_fitted()
+        scale = np.float32(1.0 / math.sqrt(len(self.nets)))
+        with torch.no_grad():
+            weight = np.concatenate(
+                [net.text_proj.weight.detach().numpy().T for net in self.nets], axis=1
+            )
+        constant = np.zeros(N_POP_FEATURES, np.float32)
+        constant[-1] = 1.0  # a new product, like the cold items seen in training
+        return {
+            "weight": (weight * scale).astype(np.float32),
+            "constant": constant,
+            "passthrough": np.array([int(bool(self.params["content"]))], np.int64),
+        }
+
     def similar_items(
         self, items: np.ndarray, k: int = 10, *, candidates: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -212,7 +212,7 @@ def _history(user_id: str, space: Space) -> tuple[int | None, np.ndarray, np.nda
         return user_pk, np.zeros(0, np.int64), np.zeros(0, np.int64)
     arr = np.asarray(rows, dtype=np.int64)
     idx = space.index.item_index(arr[:, 1])
-    keep = idx >= 0  # items the version does not know (newer than it) cannot be scored
+    keep = idx >= 0  # items the space does not know (newer, not yet placed) cannot be scored
     return user_pk, idx[keep], arr[keep, 2]
 
 
@@ -357,7 +357,8 @@ def _serve(
     )
     ids = ranked.ids
     why_history = _history_reasons(space, ids, history) if history is not None and cands.reason is None else [None] * len(ids)
-    new = is_new(catalog, ids, now)
+    # Created lately, or newer than the model version (placed by its text alone).
+    new = is_new(catalog, ids, now) | space.index.is_appended(ids)
     items = []
     for pos, j in enumerate(ids.tolist()):
         why = list(ranked.reasons[pos])

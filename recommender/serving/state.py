@@ -18,8 +18,9 @@ import numpy as np
 from django.db import connection
 
 from ..conf import settings as rec_settings
-from ..features.embeddings import load_item_vectors
-from ..models import InterestSegment, Item, ModelVersion
+from ..features.embeddings import load_item_vectors, text_model_name
+from ..ml.projection import identity_projection, output_dim, project_new_items
+from ..models import InterestSegment, Item, ItemEmbedding, ModelVersion
 from ..ranking.policy import PolicyConfig, Promotion
 from . import policies as pol
 from .catalog import Catalog, impression_arrays, load_catalog
@@ -103,6 +104,59 @@ def _load_segments(version_id: int, index: VectorIndex, catalog: Catalog) -> dic
     return out
 
 
+def _new_item_vectors(index: VectorIndex) -> tuple[np.ndarray, np.ndarray]:
+    """(pks, (m, d) vectors) of live, active items the version does not know but can place.
+
+    Items created (or first embedded) after the version was trained: their stored text
+    vectors projected into the version's space (see :mod:`recommender.ml.projection`), so
+    they are recommended before the next retrain. Read at load and catalog refresh only.
+    """
+    none = np.zeros(0, np.int64), np.zeros((0, index.dim), np.float32)
+    proj = index.text_projection
+    if proj is None:
+        return none
+    if output_dim(proj) != index.dim:
+        log.warning("version %s: its text projection gives width %d, its space is %d; new items wait for a retrain",
+                    index.name, output_dim(proj), index.dim)
+        return none
+    eligible = np.array(
+        Item.objects.live().filter(is_active=True, is_placeholder=False).order_by("pk").values_list("pk", flat=True),
+        dtype=np.int64,
+    )
+    own = index.item_pks[: index.n_trained]
+    new = eligible[~np.isin(eligible, own)] if len(own) else eligible
+    if not len(new):
+        return none
+    pks, vecs = [], []
+    for start in range(0, len(new), 5000):
+        chunk = new[start : start + 5000].tolist()
+        rows = ItemEmbedding.objects.filter(model_name=text_model_name(), item_id__in=chunk).values_list(
+            "item_id", "dim", "vector"
+        )
+        for pk, d, blob in rows:
+            if index.can_place(int(d)):
+                pks.append(int(pk))
+                vecs.append(np.frombuffer(bytes(blob), dtype=np.float32, count=int(d)))
+    if not pks:
+        return none
+    order = np.argsort(pks)
+    text = np.stack(vecs)[order]
+    return np.asarray(pks, dtype=np.int64)[order], project_new_items(text, proj)
+
+
+def _with_new_items(index: VectorIndex) -> VectorIndex:
+    """``index`` with the vectors of newer items appended (the same object when nothing changed)."""
+    pks, vectors = _new_item_vectors(index)
+    have = index.new_item_pks
+    if np.array_equal(pks, have) and (
+        not len(pks) or np.array_equal(vectors, np.asarray(index.item_vectors[index.n_trained :]))
+    ):
+        return index
+    if len(pks) or len(have):
+        log.info("version %r: serving %d items newer than it by their text", index.name, len(pks))
+    return index.with_new_items(pks, vectors)
+
+
 def _load_space(version: tuple[int, str, str] | None, snapshot: pol.PolicySnapshot | None) -> Space:
     """Open a version's artifact (or the text-embedding fallback) and read its catalog."""
     threshold = rec_settings.SERVING_ANN_MIN_CELLS
@@ -112,9 +166,13 @@ def _load_space(version: tuple[int, str, str] | None, snapshot: pol.PolicySnapsh
         vectors = load_item_vectors(pks)
         if vectors is None:
             vectors = np.zeros((len(pks), 1), dtype=np.float32)
-        index = VectorIndex(name="", item_vectors=vectors, item_pks=pks, ann_min_cells=threshold)
+        # Items embedded later are appended at catalog refresh, as for a version.
+        projection = identity_projection(vectors.shape[1]) if vectors.shape[1] > 1 else None
+        index = VectorIndex(name="", item_vectors=vectors, item_pks=pks, ann_min_cells=threshold,
+                            text_projection=projection)
     else:
         index = VectorIndex.load(version[2], version[1], ann_min_cells=threshold)
+    index = _with_new_items(index)
     catalog = load_catalog(index.item_pks, _windows(snapshot))
     catalog.built_at = catalog.impressions_at = clock()
     segments = _load_segments(version[0], index, catalog) if version is not None else {}
@@ -267,9 +325,11 @@ class ServingState:
             if space is None or what is None:
                 continue
             if what == "catalog":
-                fresh = load_catalog(space.index.item_pks, _windows(self.snapshot))
+                index = _with_new_items(space.index)
+                fresh = load_catalog(index.item_pks, _windows(self.snapshot))
                 fresh.built_at = fresh.impressions_at = now
-                new = Space(space.version_id, space.index, fresh, space.segments)
+                # The version's own items keep their indices: its segments stay valid.
+                new = Space(space.version_id, index, fresh, space.segments)
                 active, spaces = self._view
                 if spaces.get(version_id) is space:  # not swapped away meanwhile
                     self._view = (active, {**spaces, version_id: new})

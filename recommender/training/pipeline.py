@@ -25,6 +25,7 @@ from ..features.snapshot import Snapshot, load_snapshot
 from ..ml import analysis, processing, protocol, segments
 from ..ml import metrics as ml_metrics
 from ..ml.base import Recommender
+from ..ml.projection import identity_projection, save_projection
 from ..models import InterestSegment, ModelVersion, TrainingRun, UserSegment
 from .locks import LockBusy, training_lock  # noqa: F401  (LockBusy is part of this API)
 
@@ -86,12 +87,20 @@ def _write_artifact(path: Path, model: Recommender, snap: Snapshot, meta: dict[s
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save(tmp / "model")
+    projection = None  # how serving places items newer than this version (by their text)
     if hasattr(model, "item_vectors"):
         item_vecs = np.asarray(model.item_vectors(), dtype=np.float32)
         user_vecs = np.asarray(model.user_vectors(), dtype=np.float32)
+        if hasattr(model, "text_projection"):
+            projection = model.text_projection()
     else:  # models without an embedding space: serve from text vectors and popularity
-        item_vecs = snap.interactions.item_text if snap.interactions.item_text is not None else np.zeros((snap.interactions.n_items, 1), np.float32)
+        text = snap.interactions.item_text
+        item_vecs = text if text is not None else np.zeros((snap.interactions.n_items, 1), np.float32)
         user_vecs = np.zeros((snap.interactions.n_users, item_vecs.shape[1]), np.float32)
+        if text is not None:
+            projection = identity_projection(text.shape[1])
+    if projection is not None:
+        save_projection(tmp / "text_projection", projection)
     arrays = {
         "item_vectors": item_vecs,
         "user_vectors": user_vecs,
