@@ -1,7 +1,9 @@
 """Offline evaluation of every registered method on Online Retail (or an interchange folder).
 
 Follows EVALUATION.md: global temporal split (test = last 30 days), hyper-parameters tuned on
-the last 30 days of training only, refit, then test. Prints the markdown table and writes
+the last 30 days of training only, refit, then test. The project's own model ("main") is also
+reported with the exposure policy (its top 100 re-ranked; a curve over tail_boost plus the
+product's default policy), reusing the fitted model. Prints the markdown table and writes
 results.md, results.json, tuning.json and ndcg_vs_aplt.png to --out. No Django.
 
     .venv/bin/python bench/offline_eval.py                       # all methods, Online Retail
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "shop_recs" / "embeddings",
                     help="text embedding cache (keyed by text hash)")
     ap.add_argument("--no-rerank", action="store_true", help="skip the popularity-penalised re-rank curve")
+    ap.add_argument("--no-policy", action="store_true",
+                    help="skip the exposure-policy rows (curve over tail_boost + default policy) of main")
     args = ap.parse_args(argv)
 
     try:
@@ -74,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         methods,
         cache_dir=args.cache_dir,
         rerank_alphas=None if args.no_rerank else evaluate.RERANK_ALPHAS,
+        policy_boosts=None if args.no_policy else evaluate.POLICY_BOOSTS,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     paths = report.write(args.out)

@@ -18,6 +18,13 @@ Other models plug in by name::
     register(Method("main + exposure", build=lambda **p: MyModel(**p), grid={"dim": [64, 128]},
                     curve=("boost", [0.0, 0.5, 1.0]), curve_fn=lambda m, v, train: m.with_boost(v)))
 
+The project's own models (``peer=False``, e.g. ``"main"``) are also evaluated *with the
+exposure policy*: their top-100 candidates per test user re-ranked by
+:func:`recommender.ranking.policy.rerank` with the protocol's head/tail (``Split.head``), as a
+curve over ``tail_boost`` (:data:`POLICY_BOOSTS`, the other settings the product's defaults,
+:data:`DEFAULT_POLICY`) plus a named row for the product's default policy. The fitted model is
+reused, never refitted.
+
 Pure numpy/torch: never imports Django.
 """
 from __future__ import annotations
@@ -42,6 +49,17 @@ TUNE_METRIC = "NDCG@10"
 LIST_LENGTH = 20
 #: Penalty strengths of the popularity-penalised re-rank of the best peer (its curve).
 RERANK_ALPHAS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+#: Tail boosts (standard deviations of a list's scores) of the exposure-policy curve of the
+#: project's own models; the other policy settings stay at :data:`DEFAULT_POLICY`.
+POLICY_BOOSTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0)
+#: Candidates per user that the exposure policy re-ranks (the model's top 100).
+POLICY_DEPTH = 100
+#: The product's default exposure policy, copied from the field defaults of
+#: ``recommender.models.policy.ExposurePolicy`` (this module never imports Django; keep the
+#: two in sync): tail_boost=0.3, min_tail_share=0.2, diversity=0.0, exploration_slots=0 (no
+#: exploration positions), daily_impression_cap=None (no cap), exclude_purchased=True.
+#: Its head_share=0.2 is the protocol's head share too; the harness uses ``Split.head``.
+DEFAULT_POLICY: dict[str, float] = {"tail_boost": 0.3, "min_tail_share": 0.2, "diversity": 0.0}
 
 Grid = dict[str, Sequence[Any]] | list[dict[str, Any]]
 
@@ -441,6 +459,7 @@ def run(
     cache_dir: str | Path | None = None,
     random_state: int = 0,
     rerank_alphas: Sequence[float] | None = RERANK_ALPHAS,
+    policy_boosts: Sequence[float] | None = POLICY_BOOSTS,
     log: Callable[[str], None] = print,
 ) -> Report:
     """Evaluate ``methods`` (registry names; default all registered) on ``dataset``.
@@ -453,6 +472,8 @@ def run(
         needs text and this is None
     cache_dir : embedding cache folder
     rerank_alphas : penalty strengths of the re-rank of the best peer (None: no re-rank)
+    policy_boosts : tail boosts of the exposure-policy curve of every non-peer method (e.g.
+        ``"main"``), plus a row for :data:`DEFAULT_POLICY`; None: no policy rows
     """
     t_start = time.perf_counter()
     register_defaults()
@@ -493,6 +514,11 @@ def run(
         fitted[method.name] = (method, model, row)
         if method.curve is not None and method.curve_fn is not None:
             rows.extend(_curve_rows(method, model, row, split))
+        if policy_boosts and not method.peer:
+            t0 = time.perf_counter()
+            rows.extend(policy_rows(method, model, row, split, policy_boosts))
+            n_rows = len(policy_boosts) + 1
+            log(f"{method.name} + exposure policy: {n_rows} rows in {time.perf_counter() - t0:.1f}s")
 
     peers = [(n, r) for n, (m, _, r) in fitted.items() if m.peer and n != "MostPopular"]
     if rerank_alphas and peers:
@@ -530,3 +556,134 @@ def _curve_rows(method: Method, model: Recommender, base_row: Row, split: Split)
             )
         )
     return out
+
+
+# --------------------------------------------------------------------------- exposure policy
+
+
+class PolicyRerank:
+    """A fitted model's top ``depth`` per user, re-ranked by the product's exposure policy.
+
+    Offline stand-in for serving: :func:`recommender.ranking.policy.rerank` per user with
+    ``is_head`` as the head/tail segments, every item active and in stock, nothing shown
+    before (no impressions), the user's training items as ``bought`` and no request
+    filters. Only :meth:`recommend` is provided (what the harness calls).
+
+    Parameters
+    ----------
+    base : the fitted model (not refitted)
+    policy : a :class:`recommender.ranking.policy.PolicyConfig`
+    is_head : (n_items,) bool head segment (the protocol's ``Split.head``)
+    vectors : (n_items, d) item vectors for the policy's diversity, or None
+    depth : how many of the base model's items are re-ranked
+    now : timezone-aware time at which promotions are evaluated (default: now)
+    cache : a dict shared by instances over one base model, so that the base lists of a
+        (users, exclude, candidates) call are computed once for a whole curve
+    """
+
+    kind = "exposure_policy_rerank"
+
+    def __init__(self, base, policy, is_head: np.ndarray, *, vectors: np.ndarray | None = None,
+                 depth: int = POLICY_DEPTH, now=None, cache: dict | None = None) -> None:
+        from datetime import datetime, timezone
+
+        from ..ranking.policy import CatalogArrays
+
+        n = len(is_head)
+        self.base, self.policy, self.depth = base, policy, int(depth)
+        self.now = now or datetime.now(timezone.utc)
+        self.catalog = CatalogArrays(
+            is_head=np.asarray(is_head, dtype=bool),
+            category=np.full(n, -1, dtype=np.int64),
+            price=np.full(n, np.nan),
+            in_stock=np.ones(n, dtype=bool),
+            impressions_today=np.zeros(n, dtype=np.int64),
+            ever_shown=np.zeros(n, dtype=bool),
+            vectors=vectors if vectors is not None and len(vectors) == n else None,
+        )
+        self.cache = {} if cache is None else cache
+
+    def _base_lists(self, users, exclude, candidates) -> tuple[np.ndarray, np.ndarray]:
+        users = np.asarray(users)
+        key = (users.tobytes(), id(exclude), id(candidates), self.depth)
+        if key not in self.cache:
+            lists = self.base.recommend(users, self.depth, exclude=exclude, candidates=candidates)
+            # exclude and candidates are kept so that their ids are not reused while cached.
+            self.cache[key] = (lists, exclude, candidates)
+        return self.cache[key][0]
+
+    def recommend(
+        self, users, k=10, *, exclude=None, candidates=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(n, k) ids and policy scores, as :meth:`Recommender.recommend` (-1 / -inf pads)."""
+        from ..ranking.policy import RequestFilters, rerank
+
+        ids, scores = self._base_lists(users, exclude, candidates)
+        request = RequestFilters(in_stock_only=False)
+        out_ids = np.full((len(ids), k), -1, dtype=np.int64)
+        out_sc = np.full((len(ids), k), -np.inf, dtype=np.float32)
+        for r in range(len(ids)):
+            bought = exclude[r] if exclude is not None else None
+            ranked = rerank(
+                ids[r], scores[r], self.catalog, self.policy, k, self.now,
+                request=request, bought=bought,
+            )
+            m = len(ranked.ids)
+            out_ids[r, :m] = ranked.ids
+            out_sc[r, :m] = ranked.policy_scores
+        return out_ids, out_sc
+
+
+def policy_config(**overrides):
+    """The product's default :class:`~recommender.ranking.policy.PolicyConfig`, with ``overrides``.
+
+    Offline there are no promotions, pins, buried items, exploration positions or caps.
+    """
+    from ..ranking.policy import PolicyConfig
+
+    return PolicyConfig(**{**DEFAULT_POLICY, **overrides})
+
+
+def policy_rows(
+    method: Method,
+    model: Recommender,
+    base_row: Row,
+    split: Split,
+    boosts: Sequence[float] = POLICY_BOOSTS,
+) -> list[Row]:
+    """Rows of a fitted model re-ranked by the exposure policy (no refit).
+
+    One row per ``tail_boost`` in ``boosts`` (the curve ``"<name> + exposure policy"``, other
+    settings at :data:`DEFAULT_POLICY`) and a row ``"<name> + exposure policy (default)"``
+    for the product's default policy (a labelled point in the PNG).
+    """
+    from datetime import datetime, timezone
+
+    name = f"{method.name} + exposure policy"
+    now = datetime.fromtimestamp(split.cut, tz=timezone.utc)
+    cache: dict = {}
+    vectors = split.train.item_text
+
+    def curve_fn(fitted: Recommender, boost: float, train: Interactions) -> PolicyRerank:
+        policy = policy_config(tail_boost=float(boost))
+        return PolicyRerank(fitted, policy, split.head, vectors=vectors, now=now, cache=cache)
+
+    curve = Method(name, method.build, method.grid, needs_text=method.needs_text,
+                   curve=("tail_boost", [float(b) for b in boosts]), curve_fn=curve_fn, peer=False)
+    rows = _curve_rows(curve, model, base_row, split)
+    t0 = time.perf_counter()
+    default = PolicyRerank(
+        model, policy_config(), split.head, vectors=vectors, now=now, cache=cache
+    )
+    metrics = evaluate_split(recommend_split(default, split), split)
+    settings = ", ".join(f"{k}={v}" for k, v in DEFAULT_POLICY.items())
+    rows.append(
+        Row(
+            f"{name} (default)",
+            {**base_row.params, **DEFAULT_POLICY},
+            metrics,
+            base_row.fit_s + time.perf_counter() - t0,
+            notes=[f"the product's default ExposurePolicy ({settings}), top {POLICY_DEPTH} re-ranked"],
+        )
+    )
+    return rows

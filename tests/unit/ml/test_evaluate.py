@@ -172,3 +172,62 @@ def test_bench_script_evaluates_an_interchange_folder(tmp_path):
     results = json.loads((tmp_path / "copy.json").read_text())
     assert {"MostPopular", "EASE"} <= set(results)
     assert (out / "ndcg_vs_aplt.png").exists() and (out / "results.md").exists()
+
+
+def test_exposure_policy_rows_of_the_projects_own_model(dataset, tmp_path):
+    """A non-peer method gets the policy curve over tail_boost and the default-policy row, without refits."""
+    Spy.fits = []
+    E.register(E.Method("own", Spy, [{"quality": 1.0}], peer=False))  # continuous scores: no ties
+    boosts = (0.0, 0.5, 1.0, 3.0)
+    try:
+        report = E.run(dataset, ["own"], rerank_alphas=None, policy_boosts=boosts, log=lambda s: None)
+    finally:
+        E.REGISTRY.pop("own")
+    assert len(Spy.fits) == 2, "one tuning fit and one final fit: the policy rows reuse the fitted model"
+    paths = report.write(tmp_path)
+    results = json.loads(paths["json"].read_text())
+    curve = [f"own + exposure policy (tail_boost={float(b)})" for b in boosts]
+    assert set(results) == {"own", *curve, "own + exposure policy (default)"}
+    rows = {r.name: r for r in report.rows}
+    assert all(rows[n].curve == "own + exposure policy" for n in curve)
+    assert rows["own + exposure policy (default)"].params["tail_boost"] == E.DEFAULT_POLICY["tail_boost"]
+    aplt = [results[n]["APLT@10"] for n in curve]
+    assert all(b >= a - 1e-12 for a, b in zip(aplt, aplt[1:])), aplt
+    assert aplt[-1] > results["own"]["APLT@10"], "a strong boost puts tail items in the lists"
+    assert "own + exposure policy (default)" in paths["markdown"].read_text()
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_exposure_policy_without_rules_keeps_the_base_ranking(dataset):
+    from recommender.ml.protocol import temporal_split
+    from recommender.ranking.policy import PolicyConfig
+
+    split = temporal_split(dataset.interactions)
+    base = Spy(quality=1.0).fit(split.train)
+    plain = E.PolicyRerank(base, PolicyConfig(tail_boost=0.0), split.head)
+    want = E.recommend_split(base, split)
+    got = E.recommend_split(plain, split)
+    np.testing.assert_array_equal(got, want)
+    boosted = E.recommend_split(E.PolicyRerank(base, PolicyConfig(tail_boost=3.0), split.head), split)
+    assert split.tail[boosted[boosted >= 0]].mean() > split.tail[want[want >= 0]].mean()
+    seen = [set(u) for u in boosted.tolist()]
+    assert all(not (s & set(ex.tolist())) for s, ex in zip(seen, split.exclude)), "training items stay excluded"
+
+
+def test_default_policy_copies_the_exposure_policy_model_defaults():
+    """DEFAULT_POLICY mirrors recommender/models/policy.py (read as text: no Django here)."""
+    import ast
+
+    from ml_testdata import REPO
+
+    tree = ast.parse((REPO / "recommender" / "models" / "policy.py").read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ExposurePolicy")
+    defaults = {}
+    for node in cls.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            for kw in node.value.keywords:
+                if kw.arg == "default" and isinstance(kw.value, ast.Constant):
+                    defaults[node.targets[0].id] = kw.value.value
+    for key, value in E.DEFAULT_POLICY.items():
+        assert defaults[key] == value, key
+    assert defaults["exploration_slots"] == 0 and "daily_impression_cap" not in defaults
