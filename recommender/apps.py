@@ -7,6 +7,10 @@ class RecommenderConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from . import conf
+        from .schedule import do_install_default_schedule
 
         conf.settings.validate()
+        post_migrate.connect(do_install_default_schedule, sender=self)

@@ -1,5 +1,12 @@
-"""All periodic jobs in one place. django-celery-beat copies them into the database on start,
-where admins can change their schedules (Periodic tasks in the admin)."""
+"""All periodic jobs in one place, installed once into django-celery-beat's tables.
+
+Beat (``DatabaseScheduler``) reads the schedule from the database, where admins edit it
+under *Periodic tasks*. The defaults below are written after ``migrate`` only when a task
+of that name does not exist yet, so an admin's change survives restarts and upgrades
+(``CELERY_BEAT_SCHEDULE`` would be re-applied over it every time beat starts).
+"""
+from __future__ import annotations
+
 from celery.schedules import crontab
 
 BEAT_SCHEDULE = {
@@ -20,3 +27,23 @@ BEAT_SCHEDULE = {
         "options": {"expires": 900},
     },
 }
+
+
+def do_install_default_schedule(**kwargs) -> list[str]:
+    """Create the periodic tasks that are missing; never touch existing ones. Returns the names created."""
+    from django_celery_beat.models import PeriodicTask
+    from django_celery_beat.schedulers import ModelEntry
+
+    created = []
+    for name, entry in BEAT_SCHEDULE.items():
+        if PeriodicTask.objects.filter(name=name).exists():
+            continue
+        model_schedule, field = ModelEntry.to_model_schedule(entry["schedule"])
+        PeriodicTask.objects.create(
+            name=name,
+            task=entry["task"],
+            expire_seconds=entry.get("options", {}).get("expires"),
+            **{field: model_schedule},
+        )
+        created.append(name)
+    return created

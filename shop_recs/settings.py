@@ -205,7 +205,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_MAX_TASKS_PER_CHILD = 20  # training frees its memory by recycling the process
-from recommender.schedule import BEAT_SCHEDULE as CELERY_BEAT_SCHEDULE  # noqa: E402
+# Periodic jobs live in the database (editable in the admin); recommender.schedule installs
+# the defaults after migrate. Nothing here, or beat would overwrite admins' edits on start.
+CELERY_BEAT_SCHEDULE: dict = {}
 
 # --- The recommender app's own settings (see recommender/conf.py for every key).
 RECOMMENDER = {
