@@ -649,6 +649,19 @@ class HybridSequentialModel(Recommender):
         )
         return np.concatenate(parts, axis=1).astype(np.float32)
 
+    def similarity_mask(self) -> np.ndarray:
+        """(width,) float32: 1 on the columns of :meth:`item_vectors` that say what an item is.
+
+        The trend columns ``f_i`` (recent buyer counts, new-product flag) say how popular it
+        is; item-to-item cosine without them keeps a tail item's neighbours from drifting to
+        best-sellers just because both sell.
+        """
+        width = self._item_table.shape[1] + self._item_feat.shape[1] + (self._text.shape[1] if self.params["content"] else 0)
+        mask = np.ones(width, dtype=np.float32)
+        start = self._item_table.shape[1]
+        mask[start : start + self._item_feat.shape[1]] = 0.0
+        return mask
+
     def user_vectors(self) -> np.ndarray:
         """(n_users, width) float32 encoded state of each user's history (see item_vectors)."""
         return self._served(self._user_vecs)

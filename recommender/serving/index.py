@@ -77,6 +77,7 @@ class VectorIndex:
     ann_min_cells: int | None = None
     text_projection: dict | None = None
     n_trained: int | None = None
+    similarity_mask: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.item_pks)
@@ -90,9 +91,18 @@ class VectorIndex:
         set_(self, "_items", _pk_lookup(np.asarray(self.item_pks, dtype=np.int64)))
         users = self.user_pks if self.user_pks is not None else np.zeros(0, np.int64)
         set_(self, "_users", _pk_lookup(np.asarray(users, dtype=np.int64)))
-        # Norms once per version, for cosine similarity of items (similar items, reasons).
+        # Norms once per version, for cosine similarity of items (similar items, reasons),
+        # over the columns that describe an item (the artifact's similarity_mask; all by default).
         vec = np.asarray(self.item_vectors, dtype=np.float32)
+        mask = self.similarity_mask
+        if mask is not None and mask.shape != (vec.shape[1],):
+            raise IndexUnavailable(f"similarity_mask has shape {mask.shape}; the vectors have {vec.shape[1]} columns.")
+        if mask is None:
+            mask = np.ones(vec.shape[1], dtype=np.float32)
+        set_(self, "_mask", np.asarray(mask, dtype=np.float32))
         norms = np.sqrt(np.einsum("ij,ij->i", vec, vec)).astype(np.float32)
+        sim = np.sqrt(np.einsum("ij,ij,j->i", vec, vec, self._mask * self._mask)).astype(np.float32)
+        set_(self, "_sim_norms", np.where(sim > 0, sim, 1.0).astype(np.float32))
         set_(self, "_norms", np.where(norms > 0, norms, 1.0).astype(np.float32))
         set_(self, "_ann", None)
         if self.ann_min_cells is not None and self.n_items * self.dim >= self.ann_min_cells:
@@ -146,6 +156,7 @@ class VectorIndex:
             ann_min_cells=self.ann_min_cells,
             text_projection=self.text_projection,
             n_trained=n,
+            similarity_mask=self.similarity_mask,
         )
 
     @classmethod
@@ -167,8 +178,11 @@ class VectorIndex:
             projection = load_projection(path / "text_projection")
         except (OSError, ValueError) as exc:
             raise IndexUnavailable(f"{path / 'text_projection'} cannot be read: {exc}.") from exc
+        mask_file = path / "similarity_mask.npy"
+        mask = np.load(mask_file, allow_pickle=False).astype(np.float32) if mask_file.exists() else None
         return cls(
             name=name,
+            similarity_mask=mask,
             item_vectors=arrays["item_vectors"],
             # Id arrays are small and searched on every request: keep them in private memory.
             item_pks=np.array(arrays["item_pks"], dtype=np.int64),
@@ -234,10 +248,12 @@ class VectorIndex:
             labels, dist = ann.knn_query(q, k=n)
             # hnswlib's "ip" space returns 1 - dot.
             return labels[0].astype(np.int64), (1.0 - dist[0]).astype(np.float32)
-        scores = np.asarray(self.item_vectors @ q)
         if cosine:
+            q = q * self._mask
             qn = float(np.sqrt(q @ q))
-            scores = scores / (self._norms * (qn if qn > 0 else 1.0))
+            scores = np.asarray(self.item_vectors @ q) / (self._sim_norms * (qn if qn > 0 else 1.0))
+        else:
+            scores = np.asarray(self.item_vectors @ q)
         top = _top(scores, n)
         if tail is not None and min_tail > 0 and n_tail > 0 and int(tail[top].sum()) < min_tail:
             masked = np.where(tail, scores, -np.inf)
@@ -249,8 +265,8 @@ class VectorIndex:
 
     def cosine(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """(len(a), len(b)) cosine similarity of item indices ``a`` and ``b``."""
-        va = np.asarray(self.item_vectors[a], dtype=np.float32) / self._norms[a, None]
-        vb = np.asarray(self.item_vectors[b], dtype=np.float32) / self._norms[b, None]
+        va = np.asarray(self.item_vectors[a], dtype=np.float32) * self._mask / self._sim_norms[a, None]
+        vb = np.asarray(self.item_vectors[b], dtype=np.float32) * self._mask / self._sim_norms[b, None]
         return va @ vb.T
 
     @property

@@ -109,6 +109,8 @@ def _write_artifact(path: Path, model: Recommender, snap: Snapshot, meta: dict[s
     }
     for name, arr in arrays.items():
         np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+    if hasattr(model, "similarity_mask"):
+        np.save(tmp / "similarity_mask.npy", np.asarray(model.similarity_mask(), dtype=np.float32), allow_pickle=False)
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)

@@ -107,6 +107,9 @@ def test_a_new_item_is_served_by_its_text_after_the_catalog_refresh(trained, clo
     # its own similar items come from the model now, not the fallback
     own = services.similar_items("brand-new-twin", k=10)
     assert own.fallback is None and own.model_version == version.name and len(own.items) == 10
+    # and item-to-item similarity ignores popularity: the best-selling twin is its closest item
+    assert index.cosine(np.array([at]), np.array([twin_at]))[0, 0] > 0.9
+    assert twin.external_id in [i["item_id"] for i in own.items[:3]]
     # and it scores near the top for the shopper in the version's own space (the content
     # term sees its twin's text; the version's new-item boost applies)
     q = index.user_vector(user_pk)

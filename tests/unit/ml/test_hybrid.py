@@ -255,3 +255,14 @@ def test_an_ensemble_scores_the_mean_of_its_members(twin_data, model, tmp_path):
     np.testing.assert_array_equal(
         loaded.recommend_sequences(seq, k=5)[0], pair.recommend_sequences(seq, k=5)[0]
     )
+
+
+def test_similarity_mask_drops_exactly_the_trend_columns(model):
+    vecs = model.item_vectors()
+    mask = model.similarity_mask()
+    assert mask.shape == (vecs.shape[1],)
+    dropped = np.flatnonzero(mask == 0)
+    # the trend block (recent buyer counts and the new-product flag) sits after the id/text part
+    start = model._item_table.shape[1]
+    assert dropped.tolist() == list(range(start, start + model._item_feat.shape[1]))
+    np.testing.assert_array_equal(vecs[:, dropped], model._item_feat)

@@ -106,3 +106,31 @@ def test_tail_backup_appends_the_best_tail_items_only_when_needed():
     np.testing.assert_array_equal(ids[10:], np.argsort(-masked, kind="stable")[:5])
     # with enough tail among the top, nothing is added
     assert len(index.search(q, 10, tail=~tail, min_tail=4, n_tail=5)[0]) == 10
+
+
+def test_similarity_mask_keeps_popularity_columns_out_of_item_cosine():
+    from recommender.serving.index import VectorIndex
+
+    # given two items with the same description columns, one with large popularity columns,
+    # and a third popular item that describes something else
+    vectors = np.array(
+        [
+            [1.0, 0.0, 0.0, 0.0],  # new item: what it is = (1, 0); popularity = (0, 0)
+            [1.0, 0.0, 3.0, 3.0],  # its twin, a best-seller
+            [0.0, 1.0, 3.0, 3.0],  # an unrelated best-seller
+        ],
+        dtype=np.float32,
+    )
+    pks = np.array([10, 11, 12])
+    plain = VectorIndex(name="v", item_vectors=vectors, item_pks=pks)
+    masked = VectorIndex(name="v", item_vectors=vectors, item_pks=pks,
+                         similarity_mask=np.array([1, 1, 0, 0], dtype=np.float32))
+    # without the mask the two best-sellers look alike and the new item's twin is far away
+    assert plain.cosine(np.array([1]), np.array([2]))[0, 0] > plain.cosine(np.array([1]), np.array([0]))[0, 0]
+    # with it, item-to-item similarity is about what the items are
+    assert masked.cosine(np.array([0]), np.array([1]))[0, 0] == pytest.approx(1.0)
+    ids, scores = masked.search(vectors[0], 3, cosine=True)
+    assert ids[0] in (0, 1) and set(ids[:2]) == {0, 1} and scores[1] == pytest.approx(1.0)
+    # and dot-product scores (what users are ranked by) still use every column
+    ids, _ = masked.search(np.array([0, 0, 1, 1], dtype=np.float32), 1)
+    assert ids[0] in (1, 2)
