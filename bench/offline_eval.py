@@ -50,12 +50,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the exposure-policy rows (curve over tail_boost + default policy) of main")
     args = ap.parse_args(argv)
 
-    try:
-        import torch
+    import torch  # the main model's dependency (the ml extra)
 
-        torch.set_num_threads(1)
-    except ImportError:
-        pass
+    torch.set_num_threads(1)
     if not args.data_dir.exists():
         print(f"{args.data_dir} does not exist; pass --data-dir.", file=sys.stderr)
         return 2

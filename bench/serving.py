@@ -330,8 +330,8 @@ def _memory(pid: int) -> tuple[int, float, float]:
                 rss = int(line.split()[1]) / 1024
             elif line.startswith("Pss:"):
                 pss = int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    except OSError:  # the worker exited meanwhile: its figures stay NaN in the table
+        rss = pss = float("nan")
     return pid, rss, pss
 
 

@@ -11,14 +11,26 @@ SHARED_DIR = Path(os.environ.get("SHOP_RECS_SHARED_DIR", REPO_ROOT.parent / "sha
 ONLINE_RETAIL = SHARED_DIR / "datasets" / "online-retail-uci" / "online_retail.parquet"
 
 
-def require_shared(path: Path) -> Path:
-    """Return ``path`` if the shared material is there; fail under CI=true, skip elsewhere."""
-    if path.exists():
-        return path
-    message = f"{path} is missing (the shared datasets folder next to the repository)."
+def unavailable(message: str) -> None:
+    """A test's real dependency is missing: fail under CI=true (CI must have it), skip elsewhere."""
     if os.environ.get("CI") == "true":
         pytest.fail(message + " CI must have it.")
     pytest.skip(message)
+
+
+def require_shared(path: Path) -> Path:
+    """Return ``path`` if the shared material is there (see :func:`unavailable`)."""
+    if not path.exists():
+        unavailable(f"{path} is missing (the shared datasets folder next to the repository).")
+    return path
+
+
+def require_postgres() -> None:
+    """Behaviour that depends on PostgreSQL (locks, concurrency) is tested on it (see :func:`unavailable`)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        unavailable("needs PostgreSQL: set DATABASE_URL=postgres://...")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
@@ -163,6 +163,34 @@ class Recommender(ABC):
     @abstractmethod
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore the fitted model from the arrays of :meth:`_state`."""
+
+
+def filter_scores(
+    scores: np.ndarray,
+    exclude: Sequence[np.ndarray] | None = None,
+    candidates: np.ndarray | None = None,
+) -> np.ndarray:
+    """Set ``-inf`` (in place) on excluded items per row and on items outside ``candidates``.
+
+    Parameters
+    ----------
+    scores : (n, n_items) float32, modified in place
+    exclude : n arrays of item indices, one per row (a row may be None); or None
+    candidates : (m,) allowed item indices (or None for all)
+    """
+    if candidates is not None:
+        allowed = np.zeros(scores.shape[1], dtype=bool)
+        allowed[np.asarray(candidates, dtype=np.int64)] = True
+        scores[:, ~allowed] = -np.inf
+    if exclude is not None:
+        if len(exclude) != scores.shape[0]:
+            raise ValueError(f"exclude has {len(exclude)} entries for {scores.shape[0]} users")
+        lens = [0 if e is None else len(e) for e in exclude]
+        if sum(lens):
+            rows = np.repeat(np.arange(len(exclude)), lens)
+            cols = np.concatenate([np.asarray(e, dtype=np.int64) for e in exclude if e is not None])
+            scores[rows, cols] = -np.inf
+    return scores
 
 
 def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

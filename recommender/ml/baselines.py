@@ -18,11 +18,11 @@ from __future__ import annotations
 from abc import abstractmethod
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from .base import Interactions, Recommender, topk
+from .base import Interactions, Recommender, filter_scores, topk
 
 #: Score of items a model knows nothing about: below every real score, but not -inf.
 UNSCORED = np.float32(-1e30)
@@ -74,34 +74,6 @@ def distinct_users(data: Interactions) -> np.ndarray:
     pos = data.weight > 0
     keys = np.unique(data.user[pos].astype(np.int64) * data.n_items + data.item[pos])
     return np.bincount(keys % data.n_items, minlength=data.n_items).astype(np.float32)
-
-
-def filter_scores(
-    scores: np.ndarray,
-    exclude: Sequence[np.ndarray] | None = None,
-    candidates: np.ndarray | None = None,
-) -> np.ndarray:
-    """Set ``-inf`` (in place) on excluded items per row and on items outside ``candidates``.
-
-    Parameters
-    ----------
-    scores : (n, n_items) float32, modified in place
-    exclude : n arrays of item indices, one per row (or None)
-    candidates : (m,) allowed item indices (or None for all)
-    """
-    if candidates is not None:
-        allowed = np.zeros(scores.shape[1], dtype=bool)
-        allowed[np.asarray(candidates, dtype=np.int64)] = True
-        scores[:, ~allowed] = -np.inf
-    if exclude is not None:
-        if len(exclude) != scores.shape[0]:
-            raise ValueError(f"exclude has {len(exclude)} entries for {scores.shape[0]} users")
-        lens = [len(e) for e in exclude]
-        if sum(lens):
-            rows = np.repeat(np.arange(len(exclude)), lens)
-            cols = np.concatenate([np.asarray(e, dtype=np.int64) for e in exclude])
-            scores[rows, cols] = -np.inf
-    return scores
 
 
 class ScoringRecommender(Recommender):

@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import EVENT_CODES, Interactions, Recommender, topk
+from .base import EVENT_CODES, Interactions, Recommender, filter_scores, topk
 
 DAY = 86400
 N_AGE_BUCKETS = 24
@@ -211,7 +211,7 @@ class HybridSequentialModel(Recommender):
     new_item_boost : added to every user's weight on the "new product" flag at serving time.
         Trained weights under-rate new products in a shop that launches its seasonal range
         near the end of the log (Online Retail in autumn); 2.0 was best on validation there
-        for both NDCG@10 and ColdHit@20 (sweep in bench/experiments/hybrid_boost.py)
+        for both NDCG@10 and ColdHit@20 (validation sweep recorded in bench/experiments/HYBRID_NOTES.md)
     n_threads : torch threads while fitting and encoding. One is the fastest here: the ops
         are small, and on all of Online Retail a fit took 92 s with 1 thread but 342 s wall
         (357 CPU s) with 2 on a shared 2-core machine
@@ -234,7 +234,7 @@ class HybridSequentialModel(Recommender):
         "n_threads": 1,
     }
     #: What the evaluation harness tunes on validation. The defaults already are the
-    #: validation optimum of bench/experiments/hybrid_exp.py; each grid point costs a fit.
+    #: validation optimum recorded in bench/experiments/HYBRID_NOTES.md; each grid point costs a fit.
     param_grid: ClassVar[list[dict[str, Any]]] = [{}]
     param_search: ClassVar[str] = "grid"
 
@@ -674,14 +674,7 @@ class HybridSequentialModel(Recommender):
         self, uvecs: np.ndarray, k: int, exclude, candidates
     ) -> tuple[np.ndarray, np.ndarray]:
         scores = uvecs @ self.item_vectors().T
-        if candidates is not None:
-            allowed = np.zeros(scores.shape[1], bool)
-            allowed[np.asarray(candidates, dtype=np.int64)] = True
-            scores[:, ~allowed] = -np.inf
-        if exclude is not None:
-            for r, ex in enumerate(exclude):
-                if ex is not None and len(ex):
-                    scores[r, np.asarray(ex, dtype=np.int64)] = -np.inf
+        filter_scores(scores, exclude, candidates)
         return topk(scores, k)
 
     def recommend(

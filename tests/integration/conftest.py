@@ -28,3 +28,7 @@ def client_for(db):
 @pytest.fixture
 def api(client_for) -> APIClient:
     return client_for("ingest,recommend,reports")
+
+
+# Fixtures of the serving tests (a fixed clock, fast refresh settings), shared by every module.
+from .serving_data import clock, serving_settings  # noqa: E402,F401

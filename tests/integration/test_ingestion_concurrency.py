@@ -5,10 +5,11 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
 from recommender.ingestion import do_ingest_events, do_upsert_items
 from recommender.models import Event, Item, ShopUser
+from tests.conftest import require_postgres
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,8 +37,8 @@ def run_concurrently(fns) -> list:
 
 @pytest.fixture(autouse=True)
 def _postgres_only():
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrency semantics are checked on PostgreSQL (SQLite serialises writers)")
+    # Concurrency semantics are PostgreSQL's; SQLite (the demo) serialises writers.
+    require_postgres()
 
 
 def test_two_clients_upserting_the_same_items_both_succeed():

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from recommender.models import ABVariant, Event, EventType, ExposurePolicy, Item, ItemRule, Promotion, ServedList
 from recommender.serving import impressions
 
-from .serving_data import clock, make_shop, serving_settings, write_version  # noqa: F401  (fixtures)
+from .serving_data import make_shop, write_version
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ import pytest
 from recommender.models import ABVariant, ExposurePolicy
 from recommender.serving import impressions
 
-from .serving_data import clock, make_shop, serving_settings, write_version  # noqa: F401  (fixtures)
+from .serving_data import make_shop, write_version
 
 pytestmark = pytest.mark.django_db
 REPORT = "/api/v1/reports/exposure"

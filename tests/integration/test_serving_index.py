@@ -13,7 +13,7 @@ from recommender.models import ModelVersion
 from recommender.serving import state
 from recommender.training.pipeline import do_activate
 
-from .serving_data import clock, make_shop, serving_settings, write_version  # noqa: F401  (fixtures)
+from .serving_data import make_shop, write_version
 
 USER = "/api/v1/recommendations/users/{}"
 

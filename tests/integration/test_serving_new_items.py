@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.db import connection
 
 from recommender.demo.synthetic import generate_shop
 from recommender.ingestion import do_upsert_items
@@ -25,7 +24,7 @@ from recommender.serving import services, state
 from recommender.training.embed import do_embed_items
 from recommender.training.pipeline import do_queue_training, do_train
 
-from .serving_data import clock, serving_settings  # noqa: F401  (fixtures)
+from tests.conftest import require_postgres
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -34,8 +33,7 @@ PARAMS = {"dim": 32, "n_layers": 1, "n_heads": 1, "epochs": 3, "n_models": 1, "m
 
 @pytest.fixture
 def trained(serving_settings, clock):
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL (DATABASE_URL)")
+    require_postgres()
     shop = generate_shop(n_items=120, n_users=100, weeks=6, seed=5, now=datetime.now(timezone.utc))
     items, errors = validate_items(shop.items)
     assert not errors

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.db import connection
 
 from recommender.demo.synthetic import generate_shop
 from recommender.features.embeddings import dirty_items
@@ -19,6 +18,8 @@ from recommender.models import Item, ItemEmbedding, ModelVersion, TrainingRun, U
 from recommender.tasks import embed_items, train_model
 from recommender.training.pipeline import do_queue_training, do_train
 
+from tests.conftest import require_postgres, unavailable
+
 from .worker import celery_worker, child_pids, redis_available, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -28,11 +29,9 @@ FAST = {"dim": 32, "n_layers": 1, "n_heads": 1, "epochs": 20, "max_len": 20, "ba
 
 @pytest.fixture(autouse=True)
 def _real_services(settings, tmp_path):
-    if connection.vendor != "postgresql" or not redis_available():
-        message = "needs PostgreSQL (DATABASE_URL) and Redis on 127.0.0.1:6379"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_postgres()
+    if not redis_available():
+        unavailable("needs Redis on 127.0.0.1:6379 (the Celery broker of these tests)")
     settings.RECOMMENDER = {**settings.RECOMMENDER, "ARTIFACT_DIR": str(tmp_path / "artifacts")}
 
 

@@ -4,12 +4,10 @@ Imported by name (``from ml_testdata import ...``): conftest puts this folder on
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 REPO = Path(__file__).resolve().parents[3]
 if str(REPO) not in sys.path:  # runnable with -p no:django, which does not add the project dir
@@ -17,24 +15,13 @@ if str(REPO) not in sys.path:  # runnable with -p no:django, which does not add 
 
 from recommender.ml.base import EVENT_CODES, Interactions  # noqa: E402
 
-#: The shared folder next to the repository (datasets are read there, never copied in).
-SHARED = REPO / ".." / "shared"
-ONLINE_RETAIL = SHARED / "datasets" / "online-retail-uci" / "online_retail.parquet"
+# The shared folder next to the repository (datasets are read there, never copied in).
+from tests.conftest import ONLINE_RETAIL, SHARED_DIR as SHARED, require_shared  # noqa: E402,F401
 
 DAY = 86_400
 T0 = 1_700_000_000  # 2023-11-14T22:13:20Z, a fixed clock
 
 N_USERS, N_ITEMS, N_COLD, DIM = 40, 40, 4, 16
-
-
-def require_shared(path: Path) -> Path:
-    """Return ``path`` if present; otherwise fail under CI=true, skip elsewhere."""
-    if path.exists():
-        return path
-    msg = f"{path} is missing (the shared datasets folder next to the repository)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg)
-    pytest.skip(msg)
 
 
 def make_synthetic(seed: int = 0) -> tuple[Interactions, np.ndarray]:

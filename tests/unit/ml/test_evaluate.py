@@ -31,7 +31,7 @@ class Spy(Recommender):
         return self
 
     def recommend(self, users, k=10, *, exclude=None, candidates=None):
-        from recommender.ml.baselines import filter_scores
+        from recommender.ml.base import filter_scores
 
         sc = np.tile(self.scores_, (len(users), 1))
         filter_scores(sc, exclude, candidates)
