@@ -6,6 +6,10 @@ from .api.apikeys import do_create_api_key, parse_scopes
 from .models.apikeys import SCOPES
 from .models import APIKey, Event, InterestSegment, Item, ModelVersion, ShopUser, TrainingRun
 
+# The index with the Insights links; named by the site, not by shadowing admin/index.html,
+# which only works when this app comes before django.contrib.admin in INSTALLED_APPS.
+admin.site.index_template = "recommender/admin/index.html"
+
 
 @admin.register(Item)
 class ItemAdmin(admin.ModelAdmin):
@@ -134,7 +138,7 @@ class InterestSegmentAdmin(admin.ModelAdmin):
 
 
 # --- Exposure policy, merchandising rules and the A/B experiment (serving) ----------------------
-from .models import ABVariant, ExposurePolicy, ItemRule, Promotion, ServedList  # noqa: E402
+from .models import ABVariant, Experiment, ExposurePolicy, ItemRule, Promotion, ServedList  # noqa: E402
 
 
 class PromotionInline(admin.TabularInline):
@@ -172,10 +176,69 @@ class ExposurePolicyAdmin(admin.ModelAdmin):
 
 @admin.register(ABVariant)
 class ABVariantAdmin(admin.ModelAdmin):
-    list_display = ("name", "policy", "model_version", "share", "is_active", "updated_at")
+    list_display = ("name", "experiment", "is_control", "policy", "model_version", "share", "is_active", "updated_at")
     list_editable = ("share", "is_active")
-    list_filter = ("is_active",)
+    list_filter = ("is_active", "experiment")
     raw_id_fields = ("model_version",)
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.experiment_id and obj.experiment.status != Experiment.Status.DRAFT:
+            # An arm of a running or finished experiment: edits would mix splits in its report.
+            return [f.name for f in ABVariant._meta.fields]
+        return super().get_readonly_fields(request, obj)
+
+
+class ExperimentVariantFormSet(forms.BaseInlineFormSet):
+    def clean(self):
+        super().clean()
+        # Per-form validation cannot see the (experiment, is_control) constraint across forms.
+        controls = [
+            f.cleaned_data.get("name") for f in self.forms
+            if getattr(f, "cleaned_data", None) and f.cleaned_data.get("is_control") and not f.cleaned_data.get("DELETE")
+        ]
+        if len(controls) > 1:
+            raise forms.ValidationError(
+                f"An experiment has one control variant; untick 'is control' on all but one of {', '.join(controls)}."
+            )
+
+
+class ExperimentVariantInline(admin.TabularInline):
+    model = ABVariant
+    formset = ExperimentVariantFormSet
+    extra = 2
+    raw_id_fields = ("model_version",)
+    fields = ("name", "is_control", "policy", "model_version", "share", "is_active")
+
+
+@admin.register(Experiment)
+class ExperimentAdmin(admin.ModelAdmin):
+    """Defines experiments and their variants; start, stop and promote live on the experiment's insights page."""
+
+    list_display = ("name", "status", "started_at", "stopped_at", "winner", "report_link")
+    list_filter = ("status",)
+    search_fields = ("name",)
+    fields = ("name", "hypothesis", "status", "started_at", "stopped_at", "winner", "report_link")
+    readonly_fields = ("status", "started_at", "stopped_at", "winner", "report_link")
+    inlines = [ExperimentVariantInline]
+
+    @admin.display(description="report and actions")
+    def report_link(self, obj):
+        from django.urls import reverse
+        from django.utils.html import format_html
+
+        if obj.pk is None:
+            return "Save first; then start it from its report page."
+        return format_html('<a href="{}">Open the experiment page</a>', reverse("rec-admin:experiment", args=[obj.pk]))
+
+    def get_inline_instances(self, request, obj=None):
+        inlines = super().get_inline_instances(request, obj)
+        if obj is not None and obj.status != Experiment.Status.DRAFT:
+            # Changing arms mid-run (or after) would mix users of different splits in one report.
+            for inline in inlines:
+                inline.has_add_permission = lambda *a, **k: False
+                inline.has_delete_permission = lambda *a, **k: False
+                inline.readonly_fields = inline.fields
+        return inlines
 
 
 @admin.register(ServedList)

@@ -128,7 +128,14 @@ def render_page(
     return render(
         request,
         template,
-        {**admin.site.each_context(request), "title": title, "tables": {t.name: t for t in tables}, **context},
+        {
+            **admin.site.each_context(request),
+            # Charts and wide tables need the page's full width; the model list is one click away.
+            "is_nav_sidebar_enabled": False,
+            "title": title,
+            "tables": {t.name: t for t in tables},
+            **context,
+        },
     )
 
 

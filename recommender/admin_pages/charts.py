@@ -88,6 +88,8 @@ def line_chart(
     fmt = FORMATS[value_format]
     known = [v for s in series for v in s.values if v is not None]
     top = y_max if y_max is not None else _nice_max(max(known, default=0.0), value_format)
+    if value_format == "number" and y_max is None and all(float(v).is_integer() for v in known):
+        top = max(top, 4.0)  # whole counts get whole-number gridlines (0, 1, 2, 3, 4), never 0.25
     plot_w, plot_h = WIDTH - PAD_L - PAD_R, HEIGHT - PAD_T - PAD_B
     n = len(x_labels)
 
@@ -100,8 +102,10 @@ def line_chart(
     parts = [_frame(top, fmt, y_label)]
     step = max(1, n // 8)
     for i in range(0, n, step):
+        # The last label ends at its point, so it stays inside the picture.
+        anchor = "end" if i == n - 1 and n > 1 else "middle"
         parts.append(
-            f'<text class="x-tick" x="{x(i):.1f}" y="{HEIGHT - PAD_B + 16}" text-anchor="middle">{escape(x_labels[i])}</text>'
+            f'<text class="x-tick" x="{x(i):.1f}" y="{HEIGHT - PAD_B + 16}" text-anchor="{anchor}">{escape(x_labels[i])}</text>'
         )
     if x_label:
         parts.append(f'<text class="axis-label" x="{PAD_L + plot_w / 2:.1f}" y="{HEIGHT - 6}" text-anchor="middle">{escape(x_label)}</text>')
@@ -241,3 +245,90 @@ def _svg(name: str, title: str, parts: list[str], legend: str, height: int = HEI
     if legend:
         svg = f'<div class="rec-legend">{legend}</div>' + svg
     return mark_safe(svg)
+
+
+@dataclass
+class Interval:
+    """One estimate with its confidence interval, drawn as a dot with whiskers."""
+
+    group: str  # rows are grouped under this heading (a metric)
+    series: str  # coloured by this (a variant)
+    value: float | None
+    low: float | None
+    high: float | None
+
+
+def interval_chart(
+    name: str,
+    title: str,
+    intervals: Sequence[Interval],
+    value_format: str = "percent",
+    value_label: str = "value",
+    note: str = "",
+    max_value: float | None = None,
+) -> Chart:
+    """Horizontal dot-and-whisker rows (estimate and interval), grouped, one colour per series."""
+    fmt = FORMATS[value_format]
+    row_h, group_h, label_w = 22, 20, 190
+    groups: list[str] = []
+    for iv in intervals:
+        if iv.group not in groups:
+            groups.append(iv.group)
+    series_names: list[str] = []
+    for iv in intervals:
+        if iv.series not in series_names:
+            series_names.append(iv.series)
+    colors = {s: PALETTE[k % len(PALETTE)] for k, s in enumerate(series_names)}
+    known = [v for iv in intervals for v in (iv.value, iv.high) if v is not None]
+    top = max_value if max_value is not None else _nice_max(max(known, default=0.0), value_format)
+    plot_w = WIDTH - label_w - PAD_R - 70
+    height = PAD_T + group_h * len(groups) + row_h * max(1, len(intervals)) + 30
+
+    def x(v: float) -> float:
+        return label_w + plot_w * (min(max(float(v), 0.0), top) / top if top else 0)
+
+    parts, y0 = [], PAD_T
+    for k in range(5):
+        gx = label_w + plot_w * k / 4
+        parts.append(f'<line class="grid" x1="{gx:.1f}" x2="{gx:.1f}" y1="{PAD_T}" y2="{height - 26}" stroke="#ddd"/>')
+        parts.append(f'<text class="x-tick" x="{gx:.1f}" y="{height - 10}" text-anchor="middle">{escape(fmt(top * k / 4))}</text>')
+    for group in groups:
+        parts.append(f'<text class="group-label" x="8" y="{y0 + 14}" font-weight="600">{escape(group)}</text>')
+        y0 += group_h
+        for iv in (i for i in intervals if i.group == group):
+            cy = y0 + row_h / 2
+            parts.append(f'<text class="bar-label" x="{label_w - 8}" y="{cy + 4:.1f}" text-anchor="end">{escape(_clip(iv.series, 28))}</text>')
+            color = colors[iv.series]
+            if iv.value is None:
+                parts.append(f'<text class="bar-value" x="{label_w + 4}" y="{cy + 4:.1f}">– (no data)</text>')
+                y0 += row_h
+                continue
+            ci = "" if iv.low is None or iv.high is None else f" (95% CI {fmt(iv.low)} – {fmt(iv.high)})"
+            if iv.low is not None and iv.high is not None:
+                parts.append(
+                    f'<line class="whisker" x1="{x(iv.low):.1f}" x2="{x(iv.high):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" '
+                    f'stroke="{color}" stroke-width="2"/>'
+                    f'<line x1="{x(iv.low):.1f}" x2="{x(iv.low):.1f}" y1="{cy - 5:.1f}" y2="{cy + 5:.1f}" stroke="{color}" stroke-width="2"/>'
+                    f'<line x1="{x(iv.high):.1f}" x2="{x(iv.high):.1f}" y1="{cy - 5:.1f}" y2="{cy + 5:.1f}" stroke="{color}" stroke-width="2"/>'
+                )
+            parts.append(
+                f'<circle class="point" cx="{x(iv.value):.1f}" cy="{cy:.1f}" r="5" fill="{color}" '
+                f'data-label="{_attr(iv.group)}" data-series="{_attr(iv.series)}" data-value="{_raw(iv.value)}" '
+                f'data-low="{_raw(iv.low)}" data-high="{_raw(iv.high)}">'
+                f"<title>{escape(iv.group)} · {escape(iv.series)}: {escape(fmt(iv.value))}{escape(ci)}</title></circle>"
+            )
+            parts.append(
+                f'<text class="bar-value" x="{x(iv.high if iv.high is not None else iv.value) + 8:.1f}" y="{cy + 4:.1f}">'
+                f"{escape(fmt(iv.value))}</text>"
+            )
+            y0 += row_h
+    legend = _legend([(s, colors[s]) for s in series_names])
+    table = Table(
+        name=name, title=title,
+        columns=[("group", "metric"), ("series", "series"), ("value", value_label), ("low", "95% CI low"),
+                 ("high", "95% CI high")],
+        rows=[{"group": iv.group, "series": iv.series, "value": iv.value, "low": iv.low, "high": iv.high}
+              for iv in intervals],
+    )
+    table.formats = {"value": value_format, "low": value_format, "high": value_format}
+    return Chart(name, title, _svg(name, title, parts, legend, height=height), table, note)

@@ -1,8 +1,18 @@
-"""``Authorization: Bearer <API key>`` authentication for the REST API."""
+"""``Authorization: Bearer <API key>`` authentication for the REST API.
+
+A key found in the database is trusted for ``KEY_CACHE_SECONDS`` without asking again, so a
+hot endpoint does not pay a query per request for it. Saving or deleting an ``APIKey`` (the
+admin, ``manage.py``) forgets every cached key of that process at once; other processes
+notice a revocation within ``KEY_CACHE_SECONDS``. Keys that are not found are never cached,
+so a new key works at once.
+"""
 from __future__ import annotations
 
+import hashlib
+import time
 from datetime import timedelta
 
+from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -10,6 +20,46 @@ from ..models import APIKey
 from .apikeys import find_api_key
 
 LAST_USED_RESOLUTION = timedelta(minutes=5)
+#: How long a process trusts a key it looked up: the delay before a revocation made by
+#: another process (or a bulk ``update``) takes effect here.
+KEY_CACHE_SECONDS = 5.0
+#: More distinct valid keys than this in one process: start over (a shop has a handful).
+KEY_CACHE_SIZE = 1000
+
+#: The clock of the key cache; tests replace it to move time.
+clock = time.monotonic
+_cache: dict[str, tuple[float, APIKey]] = {}
+
+
+def forget_cached_keys(**_: object) -> None:
+    """Drop every key this process trusts (on any APIKey save or delete, and in tests)."""
+    _cache.clear()
+
+
+post_save.connect(forget_cached_keys, sender=APIKey, dispatch_uid="rec-apikey-cache-save")
+post_delete.connect(forget_cached_keys, sender=APIKey, dispatch_uid="rec-apikey-cache-delete")
+
+
+def _lookup(raw: str) -> APIKey | None:
+    """The active key row of ``raw``: from this process's cache while fresh, else the database."""
+    digest = hashlib.sha256(raw.encode()).hexdigest()
+    now = clock()
+    hit = _cache.get(digest)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    key = find_api_key(raw)
+    if key is None:
+        _cache.pop(digest, None)
+        return None
+    if len(_cache) >= KEY_CACHE_SIZE:
+        _cache.clear()
+    _cache[digest] = (now + KEY_CACHE_SECONDS, key)
+    # Written at most every few minutes so that hot endpoints do not pay a write per request.
+    moment = timezone.now()
+    if key.last_used_at is None or moment - key.last_used_at > LAST_USED_RESOLUTION:
+        APIKey.objects.filter(pk=key.pk).update(last_used_at=moment)
+        key.last_used_at = moment
+    return key
 
 
 class APIKeyUser:
@@ -41,15 +91,11 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Malformed Authorization header: send exactly 'Authorization: Bearer <API key>'."
             )
-        key = find_api_key(parts[1])
+        key = _lookup(parts[1])
         if key is None:
             raise exceptions.AuthenticationFailed(
                 "Invalid or revoked API key. Create one with `manage.py create_api_key` or in the admin."
             )
-        now = timezone.now()
-        # Written at most every few minutes so that hot endpoints do not pay a write per request.
-        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-            APIKey.objects.filter(pk=key.pk).update(last_used_at=now)
         return APIKeyUser(key), key
 
     def authenticate_header(self, request) -> str:

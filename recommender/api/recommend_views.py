@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone as dt_timezone
+from time import perf_counter
+from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 from typing import Any
 
 from django.http import Http404
@@ -16,7 +17,7 @@ from rest_framework.views import APIView
 
 from ..conf import EVENT_TYPES
 from ..serving import Filters, UnknownItem, recommend_for_session, recommend_for_user, similar_items
-from ..serving.reports import exposure_report
+from ..reports.queries import exposure_report
 from .permissions import HasScope
 
 MAX_K = 100
@@ -190,7 +191,23 @@ _BAD = OpenApiResponse(description="Bad input; `detail` says what to change.")
 _SESSION_BODY = SessionRequestSerializer
 
 
-class RecommendView(APIView):
+class TimedView(APIView):
+    """Adds ``Server-Timing: view;dur=<ms>``: authentication, parsing, the service and JSON rendering.
+
+    What the server spent, next to what a client observes (which adds the network, the WSGI
+    server and any wait for a free worker); the serving benchmark reports both.
+    """
+
+    def dispatch(self, request, *args, **kwargs):
+        started = perf_counter()
+        response = super().dispatch(request, *args, **kwargs)
+        if callable(getattr(response, "render", None)):
+            response.render()  # inside the measurement; Django does not render twice
+        response["Server-Timing"] = f"view;dur={(perf_counter() - started) * 1000:.3f}"
+        return response
+
+
+class RecommendView(TimedView):
     permission_classes = [HasScope]
     required_scope = "recommend"
 
@@ -256,15 +273,34 @@ def _parse_time(query, name: str, default: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt_timezone.utc)
 
 
-class ExposureReportView(APIView):
+def report_days(query, now: datetime) -> tuple[date, date]:
+    """The [first, last) UTC days of a report request: ``from`` rounded down, ``to`` up to whole days.
+
+    The report reads daily count tables, so a time inside a day takes in the whole day.
+    """
+    end = _parse_time(query, "to", now)
+    start = _parse_time(query, "from", end - timedelta(days=7))
+    if start >= end:
+        raise _bad(f"from ({start.isoformat()}) must be before to ({end.isoformat()}).")
+    if end - start > timedelta(days=366):
+        raise _bad("The period is longer than a year; ask for at most 366 days at a time.")
+    end_utc = end.astimezone(dt_timezone.utc)
+    last = end_utc.date() + timedelta(days=0 if end_utc.time() == time.min else 1)
+    return start.astimezone(dt_timezone.utc).date(), last
+
+
+class ExposureReportView(TimedView):
     permission_classes = [HasScope]
     required_scope = "reports"
 
     @extend_schema(
         summary="Long-tail exposure report",
         description=(
-            "Over [from, to): tail share of impressions and of attributed conversions, catalog coverage, "
-            "Gini of exposure, CTR and conversion rate by segment and by A/B variant."
+            "Over the UTC days of [from, to): tail share of impressions and of attributed conversions, "
+            "catalog coverage, Gini of exposure (and its Lorenz curve), CTR and conversion rate by segment "
+            "and by A/B variant. Read from the daily count tables that the `recommender.aggregate_reports` "
+            "job fills every 15 minutes, so the figures are whole UTC days (`from` is rounded down, `to` up) "
+            "and lag the events by up to one run; `fill_state` says how many of the days are filled."
         ),
         parameters=[
             OpenApiParameter("from", OpenApiTypes.DATETIME, description="Start (inclusive); default 7 days before `to`."),
@@ -274,10 +310,5 @@ class ExposureReportView(APIView):
     )
     def get(self, request):
         _check_params(request.query_params, ("from", "to"))
-        end = _parse_time(request.query_params, "to", datetime.now(dt_timezone.utc))
-        start = _parse_time(request.query_params, "from", end - timedelta(days=7))
-        if start >= end:
-            raise _bad(f"from ({start.isoformat()}) must be before to ({end.isoformat()}).")
-        if end - start > timedelta(days=366):
-            raise _bad("The period is longer than a year; ask for at most 366 days at a time.")
-        return Response(exposure_report(start, end))
+        first, last = report_days(request.query_params, datetime.now(dt_timezone.utc))
+        return Response(exposure_report(first, last))

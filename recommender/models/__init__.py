@@ -4,11 +4,12 @@ from .catalog import Item, ShopUser
 from .events import Event, EventType
 from .learning import InterestSegment, ItemEmbedding, TrainingRun, UserSegment
 from .modelversions import ModelVersion
-from .policy import ABVariant, ExposurePolicy, ItemRule, Promotion, ServedList
-from .reports import DailyItemCount, DailySegmentCount, ReportDay, Segment
+from .policy import ABVariant, Experiment, ExposurePolicy, ItemRule, Promotion, ServedList
+from .reports import DailyItemCount, DailySegmentCount, DailyVariantUser, ReportDay, Segment
 
 __all__ = [
-    "ABVariant", "APIKey", "DailyItemCount", "DailySegmentCount", "Event", "EventType", "ExposurePolicy",
+    "ABVariant", "APIKey", "DailyItemCount", "DailySegmentCount", "DailyVariantUser", "Event", "EventType", "Experiment",
+    "ExposurePolicy",
     "InterestSegment", "Item", "ItemEmbedding", "ItemRule", "ModelVersion", "Promotion", "ReportDay", "Segment",
     "ServedList", "ShopUser", "TrainingRun", "UserSegment",
 ]

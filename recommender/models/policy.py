@@ -1,4 +1,4 @@
-"""The merchandisers' exposure policy, its promotions and rules, A/B variants, and served lists."""
+"""The merchandisers' exposure policy, its promotions and rules, A/B experiments and variants, and served lists."""
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
@@ -107,10 +107,66 @@ class ItemRule(models.Model):
         return f"{self.action} item {self.item_id}"
 
 
-class ABVariant(models.Model):
-    """One arm of the A/B experiment: a policy (and optionally a model version) for a share of users."""
+class Experiment(models.Model):
+    """An A/B experiment: variants with traffic shares, one of them the control; at most one runs at a time.
 
-    name = models.CharField(max_length=50, unique=True)
+    Draft -> running -> stopped, only through :mod:`recommender.serving.experiments` (the
+    admin's experiment page). While one runs, only its variants serve, with users hashed by
+    a salt of the experiment's own, so each experiment reshuffles users. Variants without an
+    experiment serve only while none runs (the single implicit experiment of earlier releases).
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        RUNNING = "running"
+        STOPPED = "stopped"
+
+    name = models.CharField(max_length=100, unique=True)
+    hypothesis = models.TextField(
+        blank=True, help_text="What you expect to change and why, e.g. 'a stronger tail boost sells more long-tail items'."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    stopped_at = models.DateTimeField(null=True, blank=True, editable=False)
+    winner = models.ForeignKey(
+        "ABVariant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False,
+        help_text="The variant promoted when the experiment ended.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"], condition=models.Q(status="running"), name="rec_one_running_experiment",
+                violation_error_message="Another experiment is running; stop it first.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+    @property
+    def control(self) -> "ABVariant | None":
+        return next((v for v in self.variants.all() if v.is_control), None)
+
+
+class ABVariant(models.Model):
+    """One arm of an A/B experiment: a policy (and optionally a model version) for a share of users."""
+
+    # Unique across experiments: served lists and the daily count tables record variants by name.
+    name = models.CharField(
+        max_length=50, unique=True,
+        help_text="Unique across all experiments (reports count by name), e.g. 'spring-boost-control'.",
+    )
+    experiment = models.ForeignKey(
+        Experiment, null=True, blank=True, on_delete=models.CASCADE, related_name="variants",
+        help_text="Empty: a stand-alone variant that serves only while no experiment runs.",
+    )
+    is_control = models.BooleanField(
+        default=False, help_text="The baseline the other variants of the experiment are compared with (one per experiment)."
+    )
     policy = models.ForeignKey(ExposurePolicy, on_delete=models.PROTECT, related_name="variants")
     model_version = models.ForeignKey(
         "recommender.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
@@ -125,7 +181,13 @@ class ABVariant(models.Model):
 
     class Meta:
         verbose_name = "A/B variant"
-        constraints = [models.CheckConstraint(condition=models.Q(share__gte=0, share__lte=1), name="rec_variant_share")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(share__gte=0, share__lte=1), name="rec_variant_share"),
+            models.UniqueConstraint(
+                fields=["experiment"], condition=models.Q(is_control=True), name="rec_one_control_per_experiment",
+                violation_error_message="An experiment has one control variant.",
+            ),
+        ]
         ordering = ["name"]
 
     def __str__(self) -> str:

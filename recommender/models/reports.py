@@ -122,3 +122,32 @@ class ReportDay(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.status}"
+
+
+class DailyVariantUser(models.Model):
+    """One shopper's recommendation events of one UTC day under one A/B variant (the unit of an experiment).
+
+    Written by :func:`recommender.reports.aggregation.do_aggregate_day` in the same transaction
+    as :class:`DailyItemCount`, from the same attributed events: the user is the one the list
+    was served to (the one hashed into the variant). Experiment reports read distinct users,
+    per-user rates and revenue per user from here, never from raw events.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    day = models.DateField()
+    variant = models.CharField(max_length=50)
+    user_external_id = models.CharField(max_length=128)
+    impressions = models.PositiveIntegerField(default=0)
+    clicks = models.PositiveIntegerField(default=0)
+    add_to_carts = models.PositiveIntegerField(default=0)
+    purchases = models.PositiveIntegerField(default=0)
+    revenue = models.DecimalField(max_digits=18, decimal_places=2, default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "variant", "user_external_id"], name="rec_variantuser_unique"),
+        ]
+        indexes = [models.Index(fields=["variant", "day"], name="rec_variantuser_variant_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.variant} {self.user_external_id}: {self.impressions} imp"

@@ -16,6 +16,10 @@ What a row counts (all events of the day whose type is impression, click, add to
   recommendations (search, browsing), so conversion shares can be read both ways.
 * ``segment``: head or tail as of the start of the day, by
   :func:`recommender.ranking.segments.head_mask` over the default policy's window.
+
+The same transaction writes :class:`~recommender.models.DailyVariantUser`: the attributed events
+of lists served under an A/B variant, per (variant, user the list was served to), counted the
+same way, so experiment reports get distinct users and revenue per user from count tables.
 """
 from __future__ import annotations
 
@@ -32,7 +36,8 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from ..models import (
-    DailyItemCount, DailySegmentCount, Event, EventType, ExposurePolicy, Item, ReportDay, Segment, ServedList,
+    DailyItemCount, DailySegmentCount, DailyVariantUser, Event, EventType, ExposurePolicy, Item, ReportDay, Segment,
+    ServedList,
 )
 from ..ranking.segments import head_mask
 
@@ -203,6 +208,81 @@ def _counts_in_python(day: date, start: datetime, end: datetime, head: set[int])
     ]
 
 
+# Per (variant, user): only lists served under a variant to a known user; the rest matches _INSERT_PG.
+_INSERT_USERS_PG = f"""
+INSERT INTO recommender_dailyvariantuser
+    (day, variant, user_external_id, impressions, clicks, add_to_carts, purchases, revenue)
+SELECT %(day)s, sl.variant, sl.user_external_id,
+    COUNT(*) FILTER (WHERE e.event_type = %(imp)s),
+    COUNT(DISTINCT e.request_id::text || ':' || e.item_id::text) FILTER (WHERE e.event_type = %(click)s),
+    COUNT(DISTINCT e.request_id::text || ':' || e.item_id::text) FILTER (WHERE e.event_type = %(cart)s),
+    COUNT(DISTINCT e.request_id::text || ':' || e.item_id::text) FILTER (WHERE e.event_type = %(purchase)s),
+    COALESCE(SUM(ROUND(COALESCE(e.value, 1)::numeric * i.price, 2)) FILTER (WHERE e.event_type = %(purchase)s), 0)
+FROM recommender_event e
+JOIN recommender_servedlist sl ON sl.request_id = e.request_id
+JOIN recommender_item i ON i.id = e.item_id
+WHERE e.timestamp >= %(start)s AND e.timestamp < %(end)s AND e.event_type IN ({", ".join(map(str, COUNTED_TYPES))})
+    AND sl.variant <> '' AND sl.user_external_id <> '' AND sl.items @> to_jsonb(e.item_id)
+GROUP BY sl.variant, sl.user_external_id
+"""
+
+
+def _insert_variant_users(day: date, start: datetime, end: datetime) -> int:
+    """Insert the day's per-(variant, user) rows (its old rows are already deleted); returns the rows written."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(
+                _INSERT_USERS_PG,
+                {"day": day, "start": start, "end": end,
+                 "imp": IMPRESSION, "click": CLICK, "cart": ADD_TO_CART, "purchase": PURCHASE},
+            )
+            return cur.rowcount
+    rows = _variant_users_in_python(day, start, end)
+    DailyVariantUser.objects.bulk_create(rows, batch_size=1000)
+    return len(rows)
+
+
+def _variant_users_in_python(day: date, start: datetime, end: datetime) -> list[DailyVariantUser]:
+    """The same rows as ``_INSERT_USERS_PG``, computed in Python (SQLite and other databases)."""
+    events = list(
+        Event.objects.filter(
+            timestamp__gte=start, timestamp__lt=end, event_type__in=COUNTED_TYPES, request_id__isnull=False
+        ).values_list("item_id", "event_type", "request_id", "value", "item__price")
+    )
+    request_ids = sorted({e[2] for e in events})
+    lists: dict = {}
+    for at in range(0, len(request_ids), 500):
+        for rid, variant, user, items in (
+            ServedList.objects.filter(request_id__in=request_ids[at : at + 500])
+            .exclude(variant="").exclude(user_external_id="")
+            .values_list("request_id", "variant", "user_external_id", "items")
+        ):
+            lists[rid] = (variant, user, set(items or ()))
+    acc: dict[tuple, list] = defaultdict(lambda: [0, 0, 0, 0, Decimal(0)])
+    column = {IMPRESSION: 0, CLICK: 1, ADD_TO_CART: 2, PURCHASE: 3}
+    seen: set[tuple] = set()
+    for item_id, event_type, rid, value, price in events:
+        served = lists.get(rid)
+        if served is None or item_id not in served[2]:
+            continue
+        row = acc[(served[0], served[1])]
+        if event_type == PURCHASE and price is not None:
+            quantity = Decimal(repr(value)) if value is not None else Decimal(1)
+            row[4] += (quantity * price).quantize(CENT, rounding=ROUND_HALF_UP)
+        if event_type != IMPRESSION:
+            if (rid, item_id, event_type) in seen:
+                continue
+            seen.add((rid, item_id, event_type))
+        row[column[event_type]] += 1
+    return [
+        DailyVariantUser(
+            day=day, variant=variant, user_external_id=user, impressions=c[0], clicks=c[1], add_to_carts=c[2],
+            purchases=c[3], revenue=c[4],
+        )
+        for (variant, user), c in acc.items()
+    ]
+
+
 def _insert_rollup(day: date) -> None:
     """Sum the day's item rows per (segment, variant, attributed) into the rollup table."""
     sums = ("impressions", "clicks", "add_to_carts", "purchases", "revenue")
@@ -237,8 +317,10 @@ def do_aggregate_day(day: date, *, now: datetime | None = None, lag: timedelta =
         )
         DailyItemCount.objects.filter(day=day).delete()
         DailySegmentCount.objects.filter(day=day).delete()
+        DailyVariantUser.objects.filter(day=day).delete()
         rows = _insert_counts(day, start, end, head)
         _insert_rollup(day)
+        _insert_variant_users(day, start, end)
         state.status = ReportDay.Status.FILLED if now >= end else ReportDay.Status.PARTIAL
         state.filled_at = fill_started
         state.covered_until = fill_started - lag

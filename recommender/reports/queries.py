@@ -5,13 +5,13 @@ size, and each item's current category.
 """
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time, timedelta, timezone as dt_timezone
 from typing import Any
 
 import numpy as np
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Sum
 
-from ..models import DailyItemCount, DailySegmentCount, Item, ReportDay, Segment
+from ..models import DailyItemCount, DailySegmentCount, Item, Promotion, ReportDay, Segment
 
 TAIL = Q(segment=Segment.TAIL)
 SUMS = ("impressions", "clicks", "add_to_carts", "purchases", "revenue")
@@ -141,21 +141,30 @@ def items_never_shown(start: date, end: date, limit: int = 100) -> dict[str, Any
 def category_table(start: date, end: date) -> list[dict[str, Any]]:
     """Per current category: catalog size, items shown, impressions, tail share, rates, revenue."""
     catalog = dict(Item.objects.eligible().values("category").annotate(n=Count("pk")).values_list("category", "n"))
-    rows = (
-        _range(start, end)
-        .values(category=F("item__category"))  # current category: not frozen into the counts
-        .annotate(
-            items_shown=Count("item", distinct=True, filter=Q(impressions__gt=0)),
+    # Summed per item first (the (item, day) index; no join, no COUNT DISTINCT over every row),
+    # then folded into the items' current categories, which are not frozen into the counts.
+    per_item = list(
+        _range(start, end).values("item").annotate(
             tail_impressions=Sum("impressions", filter=TAIL),
             # Conversions of recommendations only, as CTR is; revenue counts every purchase.
             **_sums(**{k: Q(attributed=True) for k in ("clicks", "add_to_carts", "purchases")}),
         )
     )
+    category_of = dict(
+        Item.objects.filter(pk__in=[r["item"] for r in per_item]).values_list("pk", "category")
+    ) if len(per_item) < 10_000 else dict(Item.objects.values_list("pk", "category"))
+    folded: dict[str, dict[str, Any]] = {}
+    for r in per_item:
+        acc = folded.setdefault(category_of.get(r["item"], ""), {"items_shown": 0, "tail_impressions": 0})
+        acc["items_shown"] += bool(r["sum_impressions"])
+        acc["tail_impressions"] += r["tail_impressions"] or 0
+        for k in SUMS:
+            acc[f"sum_{k}"] = acc.get(f"sum_{k}", 0) + (r[f"sum_{k}"] or 0)
     out = {}
-    for r in rows:
-        out[r["category"]] = {
-            "category": r["category"],
-            "catalog_items": catalog.get(r["category"], 0),
+    for name, r in folded.items():
+        out[name] = {
+            "category": name,
+            "catalog_items": catalog.get(name, 0),
             "items_shown": r["items_shown"],
             "tail_share_of_impressions": _share(r["tail_impressions"], r["sum_impressions"]),
             **_rates(r),
@@ -234,3 +243,150 @@ def _add(rows) -> dict[str, Any]:
         for k in SUMS:
             out[f"sum_{k}"] = out.get(f"sum_{k}", 0) + (r[f"sum_{k}"] or 0)
     return out
+
+
+def daily_coverage(start: date, end: date) -> list[dict[str, Any]]:
+    """Per day with counts: items shown that day and their share of today's eligible catalog."""
+    n_catalog = Item.objects.eligible().count()
+    rows = (
+        _range(start, end).filter(impressions__gt=0).values("day")
+        .annotate(n=Count("item", distinct=True)).order_by("day")
+    )
+    return [{"day": r["day"], "items_shown": r["n"], "catalog_coverage": _share(min(r["n"], n_catalog), n_catalog)}
+            for r in rows]
+
+
+PROMOTION_MEASURES = ("impressions", "clicks", "purchases", "revenue")
+
+
+def _day_after(moment) -> date:
+    """The first UTC day a window ending (exclusively) at ``moment`` does not touch."""
+    return (moment.astimezone(dt_timezone.utc) - timedelta(microseconds=1)).date() + timedelta(days=1)
+
+
+def promotion_windows(promotion, start: date, end: date) -> tuple[tuple[date, date], tuple[date, date] | None] | None:
+    """(during, before) day ranges of a promotion inside the report range [start, end), or None if it misses it.
+
+    ``during`` is every UTC day the promotion's window touches, clipped to the report range;
+    ``before`` is the same number of days just before the promotion started (None when it
+    has no start: there is no unpromoted period to compare with).
+    """
+    first = promotion.starts_at.astimezone(dt_timezone.utc).date() if promotion.starts_at else None
+    after = _day_after(promotion.ends_at) if promotion.ends_at else None
+    lo, hi = max(start, first or start), min(end, after or end)
+    if hi <= lo:
+        return None
+    before = (first - timedelta(days=(hi - lo).days), first) if first else None
+    return (lo, hi), before
+
+
+def promotion_effects(start: date, end: date, limit: int = 50) -> list[dict[str, Any]]:
+    """Per promotion whose window meets [start, end): its target items' counts per day, during vs before.
+
+    Counts are every impression, click, purchase and revenue of the target items (attributed
+    to recommendations or not) from the daily item counts; a category promotion targets the
+    items currently in that category. ``lift_*`` is during / before - 1 per day (None without
+    a before period or with nothing before). At most three queries, however many promotions.
+    """
+    lo = datetime.combine(start, time.min, tzinfo=dt_timezone.utc)
+    hi = datetime.combine(end, time.min, tzinfo=dt_timezone.utc)
+    promotions = list(
+        Promotion.objects.select_related("policy", "item")
+        .filter(Q(starts_at__isnull=True) | Q(starts_at__lt=hi), Q(ends_at__isnull=True) | Q(ends_at__gt=lo))
+        .order_by("-starts_at", "pk")[:limit]
+    )
+    windows = {p.pk: promotion_windows(p, start, end) for p in promotions}
+    promotions = [p for p in promotions if windows[p.pk] is not None]
+    if not promotions:
+        return []
+
+    # Daily sums per promoted category and per promoted item (a few rows a day), windows summed here:
+    # one aggregate over the target rows instead of a filtered sum per promotion over every row.
+    first_day = min((before or during)[0] for during, before in (windows[p.pk] for p in promotions))
+    days = _range(first_day, end)
+    sums = {f"n_{k}": Sum(k) for k in PROMOTION_MEASURES}
+    daily: dict[tuple[str, Any], dict[date, dict[str, Any]]] = {}
+    categories = sorted({p.category for p in promotions if not p.item_id})
+    items = sorted({p.item_id for p in promotions if p.item_id})
+    if categories:
+        for r in days.filter(item__category__in=categories).values("day", category=F("item__category")).annotate(**sums):
+            daily.setdefault(("category", r["category"]), {})[r["day"]] = r
+    if items:
+        for r in days.filter(item_id__in=items).values("day", "item").annotate(**sums):
+            daily.setdefault(("item", r["item"]), {})[r["day"]] = r
+
+    def total(p, key: str, span: tuple[date, date] | None) -> float | None:
+        if span is None:
+            return None
+        rows = daily.get(("item", p.item_id) if p.item_id else ("category", p.category), {})
+        return float(sum(r[f"n_{key}"] or 0 for d, r in rows.items() if span[0] <= d < span[1]))
+
+    out = []
+    for p in promotions:
+        during, before = windows[p.pk]
+        n_days = (during[1] - during[0]).days
+        row: dict[str, Any] = {
+            "promotion": p.pk,
+            "policy": p.policy.name,
+            "target": f"item {p.item.external_id}" if p.item_id else f"category {p.category}",
+            "boost": p.boost,
+            "starts_at": p.starts_at,
+            "ends_at": p.ends_at,
+            "days": n_days,
+            "during_from": during[0],
+            "before_from": before[0] if before else None,
+        }
+        for k in PROMOTION_MEASURES:
+            now_v = total(p, k, during) / n_days
+            was = total(p, k, before)
+            was = None if was is None else was / n_days
+            row[f"{k}_per_day_before"] = None if was is None else round(was, 6)
+            row[f"{k}_per_day_during"] = round(now_v, 6)
+            row[f"lift_{k}"] = round(now_v / was - 1, 6) if was else None
+        out.append(row)
+    return out
+
+
+def missing_days(start: date, end: date, today: date) -> dict[str, Any]:
+    """Days of [start, end) the aggregation job has no row for, split into what is and is not a gap.
+
+    ``before_data``: days before the first day the job ever filled (there were no events yet);
+    ``future``: days after ``today``; ``missing``: the other days without a row, i.e. not
+    aggregated yet (the job is behind, or has never run: then every day up to today).
+    """
+    known = set(ReportDay.objects.filter(day__gte=start, day__lt=end).values_list("day", flat=True))
+    first = ReportDay.objects.order_by("day").values_list("day", flat=True).first() or date.min
+    days = [start + timedelta(days=n) for n in range((end - start).days)]
+    absent = [d for d in days if d not in known]
+    return {
+        "before_data": sum(1 for d in absent if d < first),
+        "future": sum(1 for d in absent if d > today and d >= first),
+        "missing": [d for d in absent if first <= d <= today],
+    }
+
+
+def tail_totals(start: date, end: date) -> dict[str, Any]:
+    """Range totals in the shape of :func:`daily_tail_shares`, from the per-segment rollup.
+
+    ``impressions`` and its tail share count every impression event (shown by recommendation
+    lists or logged by the shop otherwise); ``recommended_impressions`` only those of served
+    lists. Conversions are purchases attributed to a list; ``all_purchases`` every purchase.
+    """
+    row = _range(start, end, DailySegmentCount).aggregate(
+        n_impressions=Sum("impressions"),
+        tail_impressions=Sum("impressions", filter=TAIL),
+        recommended_impressions=Sum("impressions", filter=Q(attributed=True)),
+        conversions=Sum("purchases", filter=Q(attributed=True)),
+        tail_conversions=Sum("purchases", filter=Q(attributed=True) & TAIL),
+        all_purchases=Sum("purchases"),
+        tail_all_purchases=Sum("purchases", filter=TAIL),
+    )
+    return {
+        "impressions": row["n_impressions"] or 0,
+        "recommended_impressions": row["recommended_impressions"] or 0,
+        "tail_share_of_impressions": _share(row["tail_impressions"], row["n_impressions"]),
+        "conversions": row["conversions"] or 0,
+        "tail_share_of_conversions": _share(row["tail_conversions"], row["conversions"]),
+        "all_purchases": row["all_purchases"] or 0,
+        "tail_share_of_all_purchases": _share(row["tail_all_purchases"], row["all_purchases"]),
+    }

@@ -1,8 +1,13 @@
 """The admin's policies, promotions, rules and A/B variants as one immutable snapshot per process.
 
+Which variants serve: those of the running experiment, if one runs (users hashed with a salt
+of that experiment, so every experiment reshuffles them); otherwise the active variants that
+belong to no experiment (hashed with ``AB_SALT`` alone, as before experiments existed).
+Variants of draft and stopped experiments never serve.
+
 Edits take effect without a restart: every ``SERVING_POLICY_CHECK_SECONDS`` one tiny query
 reads a change key (the newest ``updated_at`` and the row count of each table; counts catch
-deletions), and only when it moved are the rows read again (four queries). Queryset
+deletions), and only when it moved are the rows read again (five queries). Queryset
 ``update()`` calls bypass ``auto_now``; edit through the admin or ``save()``.
 """
 from __future__ import annotations
@@ -15,9 +20,9 @@ from typing import Any
 from django.db import connection
 
 from ..conf import settings as rec_settings
-from ..models import ABVariant, ExposurePolicy, ItemRule, Promotion
+from ..models import ABVariant, Experiment, ExposurePolicy, ItemRule, Promotion
 
-_TABLES = (ExposurePolicy, Promotion, ItemRule, ABVariant)
+_TABLES = (ExposurePolicy, Promotion, ItemRule, ABVariant, Experiment)
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,8 @@ class PolicySnapshot:
     default_id: int | None
     variants: tuple[Variant, ...] = ()
     _cuts: tuple[float, ...] = field(default=(), repr=False)
+    # The running experiment's pk, or None: stand-alone variants (or none) serve.
+    experiment_id: int | None = None
 
     @property
     def default(self) -> PolicyRow:
@@ -81,12 +88,18 @@ class PolicySnapshot:
         """The policy and A/B arm of a user: a stable hash of the id against the arms' shares."""
         if user_id is None or not self.variants:
             return self.default, None
-        digest = hashlib.sha256(f"{rec_settings.AB_SALT}:{user_id}".encode()).digest()
+        digest = hashlib.sha256(f"{assignment_salt(self.experiment_id)}:{user_id}".encode()).digest()
         u = int.from_bytes(digest[:8], "big") / 2.0**64
         for cut, variant in zip(self._cuts, self.variants):
             if u < cut:
                 return self.policies[variant.policy_id], variant
         return self.default, None
+
+
+def assignment_salt(experiment_id: int | None) -> str:
+    """The hash salt of an experiment's users: ``AB_SALT`` plus the experiment, so a new experiment reshuffles."""
+    base = rec_settings.AB_SALT
+    return base if experiment_id is None else f"{base}:experiment-{experiment_id}"
 
 
 def change_key() -> tuple:
@@ -101,7 +114,7 @@ def change_key() -> tuple:
 
 
 def load_snapshot(key: tuple) -> PolicySnapshot:
-    """Read every policy, promotion, rule and active variant (four queries)."""
+    """Read every policy, promotion, rule and serving variant (five queries)."""
     promos: dict[int, list] = {}
     for row in Promotion.objects.values_list("policy_id", "boost", "item_id", "category", "starts_at", "ends_at"):
         promos.setdefault(row[0], []).append(tuple(row[1:]))
@@ -124,16 +137,19 @@ def load_snapshot(key: tuple) -> PolicySnapshot:
         )
         if p.is_default:
             default_id = p.pk
+    running = Experiment.objects.filter(status=Experiment.Status.RUNNING).values_list("pk", flat=True).first()
     variants = tuple(
         Variant(v.name, v.policy_id, v.model_version_id, float(v.share))
-        for v in ABVariant.objects.filter(is_active=True, share__gt=0).order_by("name")
+        for v in ABVariant.objects.filter(is_active=True, share__gt=0, experiment_id=running).order_by("name")
     )
     # Cumulative shares, capped at 1: arms beyond a full house get nobody (the admin says so).
     cuts, total = [], 0.0
     for v in variants:
         total = min(1.0, total + v.share)
         cuts.append(total)
-    return PolicySnapshot(key=key, policies=policies, default_id=default_id, variants=variants, _cuts=tuple(cuts))
+    return PolicySnapshot(
+        key=key, policies=policies, default_id=default_id, variants=variants, _cuts=tuple(cuts), experiment_id=running
+    )
 
 
 def describe(row: PolicyRow) -> dict[str, Any]:

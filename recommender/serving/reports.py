@@ -1,7 +1,9 @@
-"""The long-tail exposure report, read from served lists and attributed events (three queries).
+"""The long-tail exposure report recomputed from raw rows (served lists and attributed events).
 
-A later step moves this onto pre-aggregated count tables (recommender/reports/); until then
-it reads raw rows of the period, which is fine for days of traffic, not for years.
+Not served: the API reads the count tables (:func:`recommender.reports.queries.exposure_report`).
+This is the independent reference those tables are checked against (tests/integration/
+test_aggregation.py) and the baseline of bench/reports.py; it reads every raw row of the
+period, which is fine for days of traffic, not for years.
 """
 from __future__ import annotations
 
@@ -12,18 +14,11 @@ from typing import Any
 import numpy as np
 
 from ..models import Event, EventType, Item, ServedList
+from ..reports.queries import gini
+
+__all__ = ["exposure_report", "gini"]
 
 CLICK, PURCHASE = int(EventType.CLICK), int(EventType.PURCHASE)
-
-
-def gini(exposure: np.ndarray) -> float:
-    """Gini coefficient of (n,) non-negative exposure counts: 0 equal, ->1 all on one item."""
-    x = np.sort(np.asarray(exposure, dtype=np.float64))
-    n, total = len(x), float(x.sum())
-    if n == 0 or total == 0:
-        return 0.0
-    ranks = np.arange(1, n + 1)
-    return float(((2 * ranks - n - 1) * x).sum() / (n * total))
 
 
 def _rates(impressions: int, clicks: int, purchases: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ def test_admin_shows_ingested_items_and_events(page, live_server, admin_login, s
     # when staff log in and open the items and events lists
     admin_login()
     assert "recommender" in page.inner_text("#content").lower()
-    page.click("text=Items")
+    page.locator("a[href=\"/admin/recommender/item/\"]").first.click()
     page.wait_for_selector("#result_list")
     # then the item is listed with its title, rendered (not tofu) in the CJK font
     assert "龙井绿茶 West Lake green tea" in page.inner_text("#result_list")

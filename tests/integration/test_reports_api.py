@@ -1,4 +1,8 @@
-"""The exposure report: shares, coverage, Gini, CTR and conversion by segment and variant; bad input."""
+"""The exposure report: shares, coverage, Gini, CTR and conversion by segment and variant; bad input.
+
+The report reads the daily count tables, so every test that expects figures runs the
+aggregation job first, as beat does every 15 minutes in production.
+"""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -7,12 +11,18 @@ import orjson
 import pytest
 
 from recommender.models import ABVariant, ExposurePolicy
+from recommender.reports.aggregation import do_aggregate_pending
 from recommender.serving import impressions
 
 from .serving_data import make_shop, write_version
 
 pytestmark = pytest.mark.django_db
 REPORT = "/api/v1/reports/exposure"
+
+
+def aggregate() -> None:
+    """The beat job, counting events ingested moments ago (no safety margin for late commits)."""
+    do_aggregate_pending(datetime.now(timezone.utc), lag=timedelta(0))
 
 
 @pytest.fixture
@@ -42,7 +52,21 @@ def served(api, serving_settings, clock, tmp_path):
     return bodies
 
 
+def test_report_reads_the_count_tables_not_raw_rows(api, served):
+    # given lists and conversions in the raw tables, but no aggregation run yet
+    body = api.get(REPORT).json()
+    assert body["impressions"] == 0 and body["lists_served"] == 0
+    assert body["fill_state"]["filled"] + body["fill_state"]["partial"] == 0
+
+    aggregate()
+
+    body = api.get(REPORT).json()
+    assert body["impressions"] == 12 and body["lists_served"] == 3
+    assert body["fill_state"]["partial"] == 1  # today, still open
+
+
 def test_report_counts_impressions_and_attributed_conversions(api, served):
+    aggregate()
     r = api.get(REPORT)
     assert r.status_code == 200, r.content
     body = r.json()
@@ -54,7 +78,18 @@ def test_report_counts_impressions_and_attributed_conversions(api, served):
     assert (clicks, purchases) == (2, 1)
     bought_segment = served["u1"]["items"][0]["segment"]
     assert body["tail_share_of_conversions"] == (1.0 if bought_segment == "tail" else 0.0)
+    bought = body["by_segment"][bought_segment]
+    assert bought["purchases"] == 1
+    assert bought["conversion_rate"] == pytest.approx(1 / segs.count(bought_segment), abs=1e-6)
+    clicked = {served["u1"]["items"][0]["segment"], served["u2"]["items"][1]["segment"]}
+    for seg in ("head", "tail"):
+        n = segs.count(seg)
+        assert body["by_segment"][seg]["impressions"] == n
+        if n:
+            assert body["by_segment"][seg]["ctr"] == pytest.approx(body["by_segment"][seg]["clicks"] / n, abs=1e-6)
+    assert sum(body["by_segment"][s]["clicks"] for s in clicked) == 2
     assert body["by_variant"]["(none)"]["ctr"] == pytest.approx(2 / 12, abs=1e-6)
+    assert body["by_variant"]["(none)"]["conversion_rate"] == pytest.approx(1 / 12, abs=1e-6)
     assert body["catalog_items"] == 39  # sku-39 is out of stock
     shown = {i["item_id"] for b in served.values() for i in b["items"]}
     assert body["items_shown"] == len(shown)
@@ -65,14 +100,29 @@ def test_report_counts_impressions_and_attributed_conversions(api, served):
 def test_report_splits_by_variant(api, served, clock):
     ABVariant.objects.create(name="B", policy=ExposurePolicy.objects.get(), share=1.0)
     clock.advance(2.1)  # past the policy check
-    api.get("/api/v1/recommendations/users/u5", {"k": 4})
+    b = api.get("/api/v1/recommendations/users/u5", {"k": 4}).json()
     impressions.flush()
+    aggregate()
     body = api.get(REPORT).json()
     assert set(body["by_variant"]) == {"(none)", "B"}
     assert body["by_variant"]["B"]["impressions"] == 4
+    assert body["by_variant"]["B"]["tail_share_of_impressions"] == pytest.approx(
+        [i["segment"] for i in b["items"]].count("tail") / 4, abs=1e-6
+    )
+    assert body["by_variant"]["(none)"]["impressions"] == 12
+
+
+def test_a_time_inside_a_day_takes_in_the_whole_day(api, served):
+    aggregate()
+    now = datetime.now(timezone.utc)
+    body = api.get(REPORT, {"from": now.isoformat(), "to": (now + timedelta(seconds=1)).isoformat()}).json()
+    assert body["from"] == now.date().isoformat()
+    assert body["to"] == (now.date() + timedelta(days=1)).isoformat()
+    assert body["impressions"] == 12
 
 
 def test_report_window_excludes_other_periods(api, served):
+    aggregate()
     later = (datetime.now(timezone.utc) + timedelta(days=1)).date().isoformat()
     body = api.get(REPORT, {"from": later, "to": (datetime.now(timezone.utc) + timedelta(days=2)).isoformat()}).json()
     assert body["lists_served"] == 0 and body["impressions"] == 0
