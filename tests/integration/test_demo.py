@@ -59,6 +59,11 @@ def test_demo_prepares_the_pipeline_and_serves_api_and_admin(tmp_path):
         item = requests.get(f"{base}/api/v1/items/demo-i00000", headers={"Authorization": f"Bearer {key}"}, timeout=10)
         assert item.status_code == 200, item.text
         assert requests.get(f"{base}/admin/login/", timeout=10).status_code == 200
+        # a week of SIMULATED shopper traffic ran under the demo A/B experiment, and is reported per arm
+        assert "SIMULATED traffic" in text and "experiment: 'Fair exposure vs no boost' (created and started)" in text
+        report = requests.get(f"{base}/api/v1/reports/exposure", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        arms = ("fair-exposure-vs-no-boost-control", "fair-exposure-vs-no-boost-treatment")
+        assert all(report.json()["by_variant"][arm]["impressions"] > 0 for arm in arms), report.text
         assert requests.get(f"{base}/static/admin/css/base.css", timeout=10).status_code == 200
         # and a real Celery worker runs beside the server, on the file broker
         log = (tmp_path / "var" / "worker.log")
