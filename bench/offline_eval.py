@@ -3,12 +3,14 @@
 Follows EVALUATION.md: global temporal split (test = last 30 days), hyper-parameters tuned on
 the last 30 days of training only, refit, then test. The project's own model ("main") is also
 reported with the exposure policy (its top 100 re-ranked; a curve over tail_boost plus the
-product's default policy), reusing the fitted model. Prints the markdown table and writes
+product's default policy, and a curve over exposure_spreading served as one simulated day),
+reusing the fitted model. Prints the markdown table and writes
 results.md, results.json, tuning.json and ndcg_vs_aplt.png to --out. No Django.
 
     .venv/bin/python bench/offline_eval.py                       # all methods, Online Retail
     .venv/bin/python bench/offline_eval.py --methods EASE,RecentPop --out /tmp/eval
     .venv/bin/python bench/offline_eval.py --exclude main   # peers only: a few minutes on 2 cores
+    .venv/bin/python bench/offline_eval.py --methods main --no-rerank --out /tmp/eval_main  # main + policy rows
     .venv/bin/python bench/offline_eval.py --data-dir path/to/folder_with_items_and_events_csv
 """
 from __future__ import annotations
@@ -48,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-rerank", action="store_true", help="skip the popularity-penalised re-rank curve")
     ap.add_argument("--no-policy", action="store_true",
                     help="skip the exposure-policy rows (curve over tail_boost + default policy) of main")
+    ap.add_argument("--spreadings", default=",".join(str(v) for v in evaluate.POLICY_SPREADINGS),
+                    help="exposure_spreading strengths of the policy's spreading curve (comma-separated; "
+                         "'' for none); each serves the test users as one simulated day")
     args = ap.parse_args(argv)
 
     import torch  # the main model's dependency (the ml extra)
@@ -76,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         cache_dir=args.cache_dir,
         rerank_alphas=None if args.no_rerank else evaluate.RERANK_ALPHAS,
         policy_boosts=None if args.no_policy else evaluate.POLICY_BOOSTS,
+        policy_spreadings=[float(v) for v in args.spreadings.split(",") if v.strip()],
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
     paths = report.write(args.out)

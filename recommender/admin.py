@@ -161,9 +161,9 @@ class ExposurePolicyAdmin(admin.ModelAdmin):
 
     list_display = (
         "name", "is_default", "head_share", "head_window_days", "tail_boost", "min_tail_share", "diversity",
-        "exploration_slots", "daily_impression_cap", "updated_at",
+        "exposure_spreading", "exploration_slots", "daily_impression_cap", "updated_at",
     )
-    list_editable = ("tail_boost", "min_tail_share")
+    list_editable = ("tail_boost", "min_tail_share", "exposure_spreading")
     inlines = [PromotionInline, ItemRuleInline]
     readonly_fields = ("updated_at",)
 

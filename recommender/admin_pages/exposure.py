@@ -1,7 +1,8 @@
 """The "Long-tail exposure" admin page: who got shown, who sold, how fair it was, what promotions did.
 
-Everything is read from the daily count tables (:mod:`recommender.reports.queries`), never
-from raw events, so the page stays fast as events grow.
+Everything is read from the count tables (:mod:`recommender.reports.queries`), never from raw
+events, so the page stays fast as events grow: one query for the per-item sums of the range
+(weekly rollup plus the loose days), one read of the catalog, and small per-day tables.
 """
 from __future__ import annotations
 
@@ -61,7 +62,11 @@ def fill_summary(state: dict[str, Any], gaps: dict[str, Any]) -> tuple[str, str,
 def exposure_data(span: DateRange, never_shown_limit: int | None = NEVER_SHOWN_ON_PAGE) -> dict[str, Any]:
     """Cards, charts and tables of the page for ``span``, from the count tables."""
     start, end = span.start, span.end
-    report = queries.exposure_report(start, end)
+    # One pass over the range's item rows and one read of the catalog feed the coverage, Gini,
+    # Lorenz curve, never-shown items and category table; per-day figures come from day rows.
+    totals = queries.item_totals(start, end)
+    catalog = queries.catalog_items()
+    report = queries.exposure_report(start, end, totals=totals, n_catalog=catalog.n_eligible)
     days = _days(span)
     labels = [d.isoformat() for d in days]
 
@@ -80,7 +85,7 @@ def exposure_data(span: DateRange, never_shown_limit: int | None = NEVER_SHOWN_O
         note="Share that went to long-tail items each day: of every impression, of all purchases, and of the "
              "purchases made from a recommendation list. Gaps: nothing of that kind that day.",
     )
-    coverage = {r["day"]: r for r in queries.daily_coverage(start, end)}
+    coverage = {r["day"]: r for r in queries.daily_coverage(start, end, n_catalog=catalog.n_eligible)}
     coverage_chart = line_chart(
         "coverage-daily", "Catalog coverage per day",
         labels,
@@ -94,7 +99,7 @@ def exposure_data(span: DateRange, never_shown_limit: int | None = NEVER_SHOWN_O
              "Gini 0: every item shown equally; close to 1: all on one item.",
     )
 
-    never = queries.items_never_shown(start, end, limit=never_shown_limit)
+    never = queries.items_never_shown(start, end, limit=never_shown_limit, totals=totals, catalog=catalog)
     for row in never["items"]:
         row["created_at"] = row["created_at"].strftime("%Y-%m-%d %H:%M")
     never_table = Table(
@@ -109,7 +114,7 @@ def exposure_data(span: DateRange, never_shown_limit: int | None = NEVER_SHOWN_O
         [("category", "category"), ("catalog_items", "items"), ("items_shown", "shown"), ("impressions", "impressions"),
          ("tail_share_of_impressions", "tail share"), ("clicks", "clicks"), ("ctr", "CTR"), ("purchases", "purchases"),
          ("conversion_rate", "conversion"), ("revenue", "revenue")],
-        queries.category_table(start, end), title="Exposure and sales per category",
+        queries.category_table(start, end, totals=totals, catalog=catalog), title="Exposure and sales per category",
         caption="Current category of each item. Clicks, purchases and rates: recommended items only; revenue: every purchase.",
         formats={"tail_share_of_impressions": "percent", "ctr": "percent", "conversion_rate": "percent",
                  "impressions": "number", "revenue": "number"},

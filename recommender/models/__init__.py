@@ -5,11 +5,11 @@ from .events import Event, EventType
 from .learning import InterestSegment, ItemEmbedding, TrainingRun, UserSegment
 from .modelversions import ModelVersion
 from .policy import ABVariant, Experiment, ExposurePolicy, ItemRule, Promotion, ServedList
-from .reports import DailyItemCount, DailySegmentCount, DailyVariantUser, ReportDay, Segment
+from .reports import DailyItemCount, DailySegmentCount, DailyVariantUser, ReportDay, Segment, WeeklyItemCount
 
 __all__ = [
     "ABVariant", "APIKey", "DailyItemCount", "DailySegmentCount", "DailyVariantUser", "Event", "EventType", "Experiment",
     "ExposurePolicy",
     "InterestSegment", "Item", "ItemEmbedding", "ItemRule", "ModelVersion", "Promotion", "ReportDay", "Segment",
-    "ServedList", "ShopUser", "TrainingRun", "UserSegment",
+    "ServedList", "ShopUser", "TrainingRun", "UserSegment", "WeeklyItemCount",
 ]

@@ -25,6 +25,12 @@ class ExposurePolicy(models.Model):
         default=0.2, validators=_SHARE, help_text="Every prefix of a list holds at least this share of tail items."
     )
     diversity = models.FloatField(default=0.0, validators=_SHARE, help_text="MMR strength: 0 off, 1 dissimilarity only.")
+    exposure_spreading = models.FloatField(
+        default=0.5, validators=_SHARE,
+        help_text="How strongly the tail's places rotate among tail items, so its exposure reaches many, not a few: "
+        "items shown often today give way to close ones shown less, and different shoppers see different tail items. "
+        "0 off, 1 strongest. Never changes how many tail items a list holds.",
+    )
     exploration_slots = models.PositiveSmallIntegerField(
         default=0, help_text="Positions at the end of each list reserved for never-shown items."
     )
@@ -48,6 +54,10 @@ class ExposurePolicy(models.Model):
             ),
             models.CheckConstraint(
                 condition=models.Q(diversity__gte=0, diversity__lte=1), name="rec_policy_diversity"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(exposure_spreading__gte=0, exposure_spreading__lte=1),
+                name="rec_policy_exposure_spreading",
             ),
         ]
 

@@ -115,6 +115,12 @@ class ReportDay(models.Model):
     # Per-list figures of the day (lists are not per item, so they live with the day).
     lists_served = models.PositiveIntegerField(default=0)
     fallback_lists = models.PositiveIntegerField(default=0, help_text="Lists served by a fallback.")
+    # Distinct items with an impression that day: a per-day figure no sum over the item rows of a
+    # range can give, stored so that coverage per day never reads item rows. NULL: filled before
+    # the column existed (the aggregation job backfills it from the day's item rows).
+    items_shown = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Distinct items with at least one impression that day."
+    )
 
     class Meta:
         ordering = ["day"]
@@ -151,3 +157,32 @@ class DailyVariantUser(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.variant} {self.user_external_id}: {self.impressions} imp"
+
+
+class WeeklyItemCount(models.Model):
+    """One item's :class:`DailyItemCount` rows of one week (Monday to Sunday, UTC) summed into the figures
+    the exposure report needs per item, so a 90-day report reads ~13 weeks of item rows, not 90 days of
+    (item, variant, attribution) rows.
+
+    Rebuilt whole by :func:`recommender.reports.aggregation.do_aggregate_day`, in the same
+    transaction as the day's item rows, every time a day of the week is filled; so it always
+    equals the sum of the week's item rows. Reports read a range's whole weeks from here and
+    its days at either end from :class:`DailyItemCount`.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    week = models.DateField(help_text="Monday of the week (UTC).")
+    item = models.ForeignKey("recommender.Item", on_delete=models.CASCADE, db_index=False, related_name="+")
+    impressions = models.PositiveBigIntegerField(default=0)
+    tail_impressions = models.PositiveBigIntegerField(default=0, help_text="On days the item was tail.")
+    # Of recommendation lists (attributed rows) only, as the report's rates are.
+    clicks = models.PositiveBigIntegerField(default=0)
+    add_to_carts = models.PositiveBigIntegerField(default=0)
+    purchases = models.PositiveBigIntegerField(default=0)
+    revenue = models.DecimalField(max_digits=18, decimal_places=2, default=0, help_text="Every purchase.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["week", "item"], name="rec_weekitem_unique")]
+
+    def __str__(self) -> str:
+        return f"week of {self.week} item {self.item_id}: {self.impressions} imp"

@@ -21,6 +21,24 @@ What :func:`rerank` does, in order of precedence (a later step never undoes an e
    nothing (up to rounding). ``policy score = z + tail_boost * is_tail + sum of the
    boosts of the promotions active at now`` (start inclusive, end exclusive). A boost of
    1.0 lifts an item past everything less than one standard deviation above it.
+3b. **Exposure spreading** (``exposure_spreading = s`` in [0, 1]; 0 is off and changes
+   nothing). It decides *which* tail items take the tail's places, never how many places
+   the tail gets: among the eligible, unpinned tail candidates with no active promotion
+   (the *spread set*), each gets the key
+   ``policy score - s * SPREAD_PENALTY * log(1 + impressions_today) / log(1 + max)``
+   (``max`` over the spread set; no penalty while none of it has been shown today)
+   ``+ s * SPREAD_TEMPERATURE * g``, where ``g`` is centred Gumbel noise drawn from
+   ``(seed, item)`` (none when ``seed`` is None). The spread set's policy scores are then
+   handed out again in key order: the best key gets the set's best policy score, and so
+   on. So the multiset of policy scores is unchanged, and with ``diversity = 0`` and no
+   exploration positions the head/tail segment of every position is exactly what it
+   would be without spreading (tail share and quotas unaffected); only the tail items that
+   fill the tail places rotate: items shown often today give way to ones shown less
+   (rotation over the day), and the noise, a Plackett–Luce draw at temperature
+   ``s * SPREAD_TEMPERATURE`` standard deviations, lets different requests see different
+   tail items even where their scores are equal or close. Gaps in score still count: an
+   item several standard deviations ahead rarely gives way. The same seed and the same
+   impressions give the same list (a retried request is answered the same).
 4. **Greedy fill** of the remaining positions, one at a time:
 
    * *tail quota*: with ``t(p)`` the tail items among the first ``p``, position ``p``
@@ -58,10 +76,12 @@ from the policy); ``tail quota`` (the position was reserved for a tail item and 
 item otherwise was head); ``exploration`` (an exploration position took this never-shown
 item); ``diversity`` (MMR chose it over a higher-scored item); ``promoted`` / ``demoted``
 (active promotions add up to a positive / negative boost); ``long-tail boost`` (a tail
-item while ``tail_boost > 0``).
+item while ``tail_boost > 0``); ``spread across the long tail`` (a tail item at a position
+where the list without spreading has another item).
 
 Cost. One stable argsort of the candidates and a few gathers, then ``k`` greedy steps of
-O(n) each, plus an (n, d) matrix-vector product per step with diversity on. Run the
+O(n) each, plus an (n, d) matrix-vector product per step with diversity on. Spreading adds
+a sort of the tail candidates and a second greedy fill (for the reason above). Run the
 serving process with one BLAS thread: the products are too small to gain from more.
 """
 from __future__ import annotations
@@ -82,6 +102,18 @@ REASON_LONG_TAIL = "long-tail boost"
 REASON_TAIL_QUOTA = "tail quota"
 REASON_EXPLORATION = "exploration"
 REASON_DIVERSITY = "diversity"
+REASON_SPREAD = "spread across the long tail"
+
+#: Penalty, in standard deviations, of the most-shown tail candidate at ``exposure_spreading = 1``.
+#: Measured offline (EVALUATION.md protocol, bench/offline_eval.py): the impressions penalty
+#: buys far more coverage per point of NDCG than the noise does, so it carries the weight and
+#: the noise is kept small (it still separates equal scores and requests between refreshes
+#: of the impression counts).
+SPREAD_PENALTY = 4.0
+#: Gumbel noise scale (Plackett–Luce temperature), in standard deviations, at spreading 1.
+SPREAD_TEMPERATURE = 0.2
+_EULER_GAMMA = 0.5772156649015329
+_MASK64 = (1 << 64) - 1
 
 SEGMENT_HEAD = "head"
 SEGMENT_TAIL = "tail"
@@ -288,6 +320,8 @@ class PolicyConfig:
     buried : item indices never returned
     daily_impression_cap : items with ``impressions_today >= cap`` are removed; None is no cap
     item_impression_caps : per-item caps, overriding ``daily_impression_cap``
+    exposure_spreading : in [0, 1]; how strongly the tail's places rotate among tail items
+        (impressions today and per-request noise; see the module docstring). 0 is off.
     """
 
     tail_boost: float = 0.0
@@ -299,6 +333,7 @@ class PolicyConfig:
     buried: tuple[int, ...] = ()
     daily_impression_cap: int | None = None
     item_impression_caps: Mapping[int, int] = field(default_factory=dict)
+    exposure_spreading: float = 0.0
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.tail_boost):
@@ -307,6 +342,10 @@ class PolicyConfig:
             raise ValueError(f"min_tail_share must be in [0, 1], got {self.min_tail_share}.")
         if not 0.0 <= self.diversity <= 1.0:
             raise ValueError(f"diversity (MMR lambda) must be in [0, 1], got {self.diversity}.")
+        if not 0.0 <= self.exposure_spreading <= 1.0:
+            raise ValueError(
+                f"exposure_spreading must be in [0, 1] (0 is off), got {self.exposure_spreading}."
+            )
         if any(p < 0 for p in self.exploration_positions):
             raise ValueError(
                 "exploration_positions are 0-based list positions; "
@@ -521,6 +560,7 @@ def rerank(
     request: RequestFilters = _NO_FILTERS,
     bought: np.ndarray | None = None,
     candidate_reasons: Sequence[Sequence[str]] | None = None,
+    seed: int | None = None,
 ) -> RankedList:
     """Apply the exposure policy to a user's candidates; see the module docstring.
 
@@ -536,6 +576,8 @@ def rerank(
     bought : (b,) int item indices the user already bought, never returned
     candidate_reasons : n sequences of reason strings from the candidate source, passed
         through to the output (e.g. "similar to an item you bought"), or None
+    seed : int of the request for the spreading noise (e.g. a hash of the user and day);
+        None draws no noise. Only read when ``policy.exposure_spreading > 0``.
 
     Returns
     -------
@@ -605,7 +647,19 @@ def rerank(
     # Pool: everything else, by policy score (stable: ties keep model-score order).
     keep = np.flatnonzero(~pin_in_pool)
     keep = keep[np.argsort(-adj[keep], kind="stable")]
+    plain, keep0 = adj, keep
+    if policy.exposure_spreading > 0:
+        adj, keep = _spread(adj, keep, is_tail & (promo == 0), items, catalog, policy, seed)
     order = _fill(keep, adj, is_tail, items, catalog, policy, pins, k - len(pins))
+    spread_at: set[int] = set()
+    if keep is not keep0:
+        # The list without spreading, to say where spreading put a different tail item.
+        order0 = _fill(keep0, plain, is_tail, items, catalog, policy, pins, k - len(pins))
+        without = [int(keep0[j]) for j, _ in order0]
+        spread_at = {
+            p for p, (j, _) in enumerate(order)
+            if is_tail[keep[j]] and (p >= len(without) or without[p] != int(keep[j]))
+        }
 
     # Assemble: pins then the greedy picks.
     picked_src = pin_src + [int(keep[j]) for j, _ in order]
@@ -630,10 +684,78 @@ def rerank(
                 why.append(REASON_DEMOTED)
             if policy.tail_boost > 0 and is_tail[src]:
                 why.append(REASON_LONG_TAIL)
+            if pos - len(pins) in spread_at:
+                why.append(REASON_SPREAD)
         reasons.append(why)
     heads = catalog.is_head[ids]
     segments = [SEGMENT_HEAD if h else SEGMENT_TAIL for h in heads.tolist()]
     return RankedList(ids, out_scores, out_policy, reasons, segments)
+
+
+def _uniform(seed: int, items: np.ndarray) -> np.ndarray:
+    """(n,) float64 in (0, 1), a fixed function of ``(seed, item)`` (splitmix64 finaliser).
+
+    Keyed on the item, not its position, so a filter that drops one candidate does not
+    redraw the others' noise.
+    """
+    mix = (int(seed) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & _MASK64
+    z = items.astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9) + np.uint64(mix)
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return ((z >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+
+
+def _spread(
+    adj: np.ndarray,
+    keep: np.ndarray,
+    spread_set: np.ndarray,
+    items: np.ndarray,
+    catalog: CatalogArrays,
+    policy: PolicyConfig,
+    seed: int | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 3b: the spread set's policy scores handed out again in key order.
+
+    Parameters
+    ----------
+    adj : (n,) float64 policy scores of the eligible candidates
+    keep : (m,) int the pool (indices into ``adj``), sorted by policy score, best first
+    spread_set : (n,) bool the candidates that may rotate (unpromoted tail)
+    items : (n,) int their item indices
+    seed : noise seed, or None for no noise
+
+    Returns
+    -------
+    adj, keep : new arrays (the inputs are not changed), or the inputs themselves when
+        spreading has nothing to do. The spread set's members trade places within the
+        positions of ``keep`` they held, so ``keep`` stays sorted by the new scores and
+        ties with other items break exactly as before.
+    """
+    slots = np.flatnonzero(spread_set[keep])
+    if len(slots) < 2:
+        return adj, keep
+    members = keep[slots]
+    shown = catalog.impressions_today[items[members]]
+    top = int(shown.max())
+    if top == 0 and seed is None:
+        return adj, keep
+    strength = policy.exposure_spreading
+    values = adj[members]  # best first, since keep is sorted
+    key = values.copy()
+    if top > 0:
+        key -= strength * SPREAD_PENALTY * np.log1p(shown) / math.log1p(top)
+    if seed is not None:
+        gumbel = -np.log(-np.log(_uniform(seed, items[members])))
+        key += strength * SPREAD_TEMPERATURE * (gumbel - _EULER_GAMMA)
+    moved = members[np.argsort(-key, kind="stable")]  # equal keys keep the model's order
+    new_adj = adj.copy()
+    new_adj[moved] = values
+    new_keep = keep.copy()
+    new_keep[slots] = moved
+    return new_adj, new_keep
 
 
 def _fill(

@@ -17,6 +17,11 @@ What a row counts (all events of the day whose type is impression, click, add to
 * ``segment``: head or tail as of the start of the day, by
   :func:`recommender.ranking.segments.head_mask` over the default policy's window.
 
+The same transaction rebuilds the day's week in
+:class:`~recommender.models.reports.WeeklyItemCount` (per-item sums of the week's rows, which the
+exposure report reads for whole weeks) and stores the day's distinct items shown on its
+:class:`~recommender.models.ReportDay`.
+
 The same transaction writes :class:`~recommender.models.DailyVariantUser`: the attributed events
 of lists served under an A/B variant, per (variant, user the list was served to), counted the
 same way, so experiment reports get distinct users and revenue per user from count tables.
@@ -31,14 +36,15 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, Max, Min, OuterRef, Q, Subquery, Sum
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from ..models import (
     DailyItemCount, DailySegmentCount, DailyVariantUser, Event, EventType, ExposurePolicy, Item, ReportDay, Segment,
     ServedList,
 )
+from ..models.reports import WeeklyItemCount
 from ..ranking.segments import head_mask
 
 log = logging.getLogger(__name__)
@@ -299,6 +305,83 @@ def _insert_rollup(day: date) -> None:
     ])
 
 
+def week_of(day: date) -> date:
+    """Monday of the (UTC) week of ``day``: the key of :class:`~recommender.models.reports.WeeklyItemCount`."""
+    return day - timedelta(days=day.weekday())
+
+
+_WEEK_LOCK = 0x52455057  # first key of the advisory lock that serialises rebuilds of one week
+_WEEK_PG = """
+INSERT INTO recommender_weeklyitemcount
+    (week, item_id, impressions, tail_impressions, clicks, add_to_carts, purchases, revenue)
+SELECT %(week)s, item_id, SUM(impressions),
+    COALESCE(SUM(impressions) FILTER (WHERE segment = 'tail'), 0),
+    COALESCE(SUM(clicks) FILTER (WHERE attributed), 0),
+    COALESCE(SUM(add_to_carts) FILTER (WHERE attributed), 0),
+    COALESCE(SUM(purchases) FILTER (WHERE attributed), 0),
+    SUM(revenue)
+FROM recommender_dailyitemcount
+WHERE day >= %(week)s AND day < %(next)s
+GROUP BY item_id
+"""
+
+
+def _rebuild_week(day: date) -> None:
+    """Replace the per-item sums of ``day``'s week by the sums of its item rows (inside the day's transaction)."""
+    week = week_of(day)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            # Fills of two days of one week lock different ReportDay rows: without this the later
+            # one could sum the week before the other commits and overwrite it with stale sums.
+            # Held to the commit; taken after the day's rows are written, so it is the last wait.
+            cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_WEEK_LOCK, week.toordinal()])
+            cur.execute("DELETE FROM recommender_weeklyitemcount WHERE week = %s", [week])
+            cur.execute(_WEEK_PG, {"week": week, "next": week + timedelta(days=7)})
+        return
+    WeeklyItemCount.objects.filter(week=week).delete()
+    attributed = Q(attributed=True)
+    rows = DailyItemCount.objects.filter(day__gte=week, day__lt=week + timedelta(days=7)).values("item").annotate(
+        n_imp=Sum("impressions"), n_tail=Coalesce(Sum("impressions", filter=Q(segment=Segment.TAIL)), 0),
+        n_clicks=Coalesce(Sum("clicks", filter=attributed), 0),
+        n_carts=Coalesce(Sum("add_to_carts", filter=attributed), 0),
+        n_purchases=Coalesce(Sum("purchases", filter=attributed), 0), n_revenue=Sum("revenue"),
+    )
+    WeeklyItemCount.objects.bulk_create([
+        WeeklyItemCount(week=week, item_id=r["item"], impressions=r["n_imp"], tail_impressions=r["n_tail"],
+                        clicks=r["n_clicks"], add_to_carts=r["n_carts"], purchases=r["n_purchases"],
+                        revenue=r["n_revenue"])
+        for r in rows
+    ], batch_size=1000)
+
+
+def _items_shown_of_day() -> Coalesce:
+    """Distinct items with an impression on the outer row's ``day`` (0 when none), as a subquery."""
+    shown = (
+        DailyItemCount.objects.filter(day=OuterRef("day"), impressions__gt=0).order_by()
+        .values("day").annotate(n=Count("item", distinct=True)).values("n")
+    )
+    return Coalesce(Subquery(shown), 0)
+
+
+def _items_shown(day: date) -> int:
+    """Distinct items with an impression on ``day``, from the day's item rows."""
+    return DailyItemCount.objects.filter(day=day, impressions__gt=0).values("item").distinct().count()
+
+
+def do_backfill_items_shown(max_days: int = 400) -> int:
+    """Set ``items_shown`` of days filled before the column existed, from their item rows; returns the days set.
+
+    One UPDATE that only touches rows still NULL: a fill of the same day running at the same
+    time holds the day's row lock and sets the figure itself, and this statement then skips it.
+    """
+    days = list(
+        ReportDay.objects.filter(items_shown__isnull=True).order_by("day").values_list("day", flat=True)[:max_days]
+    )
+    if not days:
+        return 0
+    return ReportDay.objects.filter(day__in=days, items_shown__isnull=True).update(items_shown=_items_shown_of_day())
+
+
 def do_aggregate_day(day: date, *, now: datetime | None = None, lag: timedelta = INGEST_LAG) -> DayResult:
     """Recompute one UTC day of counts from raw events, all or nothing; safe to run any number of times."""
     now = now or timezone.now()
@@ -320,6 +403,8 @@ def do_aggregate_day(day: date, *, now: datetime | None = None, lag: timedelta =
         DailyVariantUser.objects.filter(day=day).delete()
         rows = _insert_counts(day, start, end, head)
         _insert_rollup(day)
+        _rebuild_week(day)
+        state.items_shown = _items_shown(day)
         _insert_variant_users(day, start, end)
         state.status = ReportDay.Status.FILLED if now >= end else ReportDay.Status.PARTIAL
         state.filled_at = fill_started
@@ -387,4 +472,6 @@ def do_aggregate_pending(now: datetime, *, max_days: int = 400, lag: timedelta =
     for day in todo[:max_days]:
         result.filled.append(do_aggregate_day(day, now=now, lag=lag))
     result.remaining = max(0, len(todo) - max_days)
+    # Days filled before ReportDay.items_shown existed (cheap: reads count rows, not events).
+    do_backfill_items_shown(max_days)
     return result

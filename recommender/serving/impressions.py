@@ -4,11 +4,13 @@ Why not a Celery task per request: sending costs a broker round trip on the hot 
 connect timeout when the broker is down), and one task per list means one insert per list.
 Here a request only appends to a ``queue.Queue`` (microseconds); a daemon thread per
 process writes everything queued every ``IMPRESSION_FLUSH_SECONDS`` as one batch through
-the ingestion service (users created as needed, one insert; the ``event_id``
-``imp:<request_id>:<position>`` makes a re-written batch harmless). The trade-off: a
-killed process loses at most one flush interval of impressions, and a full queue drops
-lists (counted in :data:`stats`) instead of slowing requests down. Nothing here ever
-raises into a request.
+:func:`do_log_impressions`. On PostgreSQL a batch is two statements whatever its size: one
+ensures the shoppers, one inserts the served lists (``ON CONFLICT (request_id) DO NOTHING``)
+and generates the impression events in SQL from the lists it actually inserted. That is the
+idempotency: a list already stored gets no events again, so impression events need no
+``event_id`` (and skip its unique index). The trade-off: a killed process loses at most one
+flush interval of impressions, and a full queue drops lists (counted in :data:`stats`)
+instead of slowing requests down. Nothing here ever raises into a request.
 """
 from __future__ import annotations
 
@@ -22,10 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import close_old_connections, transaction
+import orjson
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
 
 from ..conf import settings as rec_settings
-from ..models import EventType, ServedList
+from ..models import Event, EventType, Item, ServedList, ShopUser
 
 log = logging.getLogger(__name__)
 
@@ -157,35 +161,114 @@ def flush(max_records: int = 5_000) -> int:
 
 
 def do_log_impressions(records: list[ServedRecord]) -> None:
-    """Write served lists and one IMPRESSION event per listed item, in one transaction; idempotent."""
-    from ..ingestion.events import do_write_events
-    from ..ingestion.validation import CleanEvent
+    """Write served lists and one IMPRESSION event per listed item, in one transaction; idempotent.
 
-    events = [
-        CleanEvent(
-            user_id=r.user_id, item_id=item_id, event_type=int(EventType.IMPRESSION), timestamp=r.served_at,
-            value=float(pos + 1), query="", request_id=uuid.UUID(r.request_id),
-            event_id=f"imp:{r.request_id}:{pos}",
-        )
-        for r in records
-        for pos, item_id in enumerate(r.item_ids)
-    ]
+    A list whose ``request_id`` is already stored is skipped with its events, so a batch can
+    be written twice. Each event has ``value`` = position + 1, ``timestamp`` = the list's
+    ``served_at`` and the list's ``request_id``; items deleted since serving are left out.
+    """
+    if not records:
+        return
+    now = timezone.now()
     with transaction.atomic():
-        ServedList.objects.bulk_create(
-            [
-                ServedList(
-                    request_id=uuid.UUID(r.request_id), served_at=r.served_at, endpoint=r.endpoint,
-                    user_external_id=r.user_id[:128], variant=r.variant, policy=r.policy,
-                    model_version=r.model_version, fallback=r.fallback[:100], items=list(r.item_pks),
-                    segments=r.segments,
-                )
-                for r in records
-            ],
-            ignore_conflicts=True,
-        )
-        if events:
-            # Items are known; "placeholder" only matters for an item deleted since serving.
-            do_write_events(events, unknown_items="placeholder")
+        if connection.vendor == "postgresql":
+            _write_postgresql(records, now)
+        else:
+            _write_portable(records, now)
+
+
+# The batch travels as one JSON document (one string to quote, whatever its size) and the
+# events are generated from the lists the INSERT returns: Python does nothing per position.
+# Shoppers are ensured in a statement of their own so that the next one's snapshot sees a
+# shopper another process inserted concurrently (ON CONFLICT waited for it to commit).
+_USERS_SQL = """
+INSERT INTO recommender_shopuser (external_id, created_at)
+SELECT DISTINCT t.u, %s FROM json_array_elements_text(%s::json) AS t(u) ORDER BY 1
+ON CONFLICT (external_id) DO NOTHING
+"""
+_LISTS_AND_EVENTS_SQL = f"""
+WITH lists AS (
+    INSERT INTO recommender_servedlist
+        (request_id, served_at, endpoint, user_external_id, variant, policy, model_version, fallback, items, segments)
+    SELECT t.r, t.s, t.e, t.u, t.v, t.p, t.m, t.f, t.i, t.g
+    FROM json_to_recordset(%(rows)s::json)
+        AS t(r uuid, s timestamptz, e text, u text, v text, p text, m text, f text, i jsonb, g text)
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING request_id, served_at, user_external_id, items
+)
+INSERT INTO recommender_event (user_id, item_id, event_type, value, query, request_id, timestamp, ingested_at)
+SELECT su.id, it.id, {int(EventType.IMPRESSION)}, x.pos, '', l.request_id, l.served_at, %(now)s
+FROM lists l
+JOIN recommender_shopuser su ON su.external_id = l.user_external_id
+CROSS JOIN LATERAL jsonb_array_elements_text(l.items) WITH ORDINALITY AS x(item, pos)
+JOIN recommender_item it ON it.id = x.item::bigint
+"""
+
+
+def _list_row(r: ServedRecord) -> dict[str, Any]:
+    return {
+        "r": r.request_id, "s": r.served_at, "e": r.endpoint, "u": r.user_id[:128], "v": r.variant,
+        "p": r.policy, "m": r.model_version, "f": r.fallback[:100], "i": r.item_pks, "g": r.segments,
+    }
+
+
+def _write_postgresql(records: list[ServedRecord], now: datetime) -> None:
+    users = orjson.dumps(sorted({r.user_id[:128] for r in records})).decode()
+    rows = orjson.dumps([_list_row(r) for r in records]).decode()
+    with connection.cursor() as cur:
+        cur.execute(_USERS_SQL, [now, users])
+        cur.execute(_LISTS_AND_EVENTS_SQL, {"rows": rows, "now": now})
+
+
+def _write_portable(records: list[ServedRecord], now: datetime) -> None:
+    """The same rows as :func:`_write_postgresql` through the ORM (SQLite, the demo's database)."""
+    first: dict[uuid.UUID, ServedRecord] = {}
+    for r in records:
+        first.setdefault(uuid.UUID(r.request_id), r)
+    stored: set[uuid.UUID] = set()
+    for chunk in _chunks(list(first)):
+        stored.update(ServedList.objects.filter(request_id__in=chunk).values_list("request_id", flat=True))
+    new = {rid: r for rid, r in first.items() if rid not in stored}
+    if not new:
+        return
+    ServedList.objects.bulk_create(
+        [
+            ServedList(
+                request_id=rid, served_at=r.served_at, endpoint=r.endpoint, user_external_id=r.user_id[:128],
+                variant=r.variant, policy=r.policy, model_version=r.model_version, fallback=r.fallback[:100],
+                items=list(r.item_pks), segments=r.segments,
+            )
+            for rid, r in new.items()
+        ],
+        batch_size=500,
+    )
+    external = sorted({r.user_id[:128] for r in new.values()})
+    ShopUser.objects.bulk_create(
+        [ShopUser(external_id=u, created_at=now) for u in external], ignore_conflicts=True, batch_size=500
+    )
+    users: dict[str, int] = {}
+    for chunk in _chunks(external):
+        users.update(ShopUser.objects.filter(external_id__in=chunk).values_list("external_id", "id"))
+    live: set[int] = set()
+    for chunk in _chunks(sorted({pk for r in new.values() for pk in r.item_pks})):
+        live.update(Item.objects.filter(pk__in=chunk).values_list("pk", flat=True))
+    Event.objects.bulk_create(
+        [
+            Event(
+                user_id=users[r.user_id[:128]], item_id=pk, event_type=EventType.IMPRESSION, value=float(pos),
+                query="", request_id=rid, timestamp=r.served_at, ingested_at=now,
+            )
+            for rid, r in new.items()
+            for pos, pk in enumerate(r.item_pks, start=1)
+            if pk in live
+        ],
+        batch_size=500,
+    )
+
+
+def _chunks(values: list, size: int = 500):
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def pending() -> int:

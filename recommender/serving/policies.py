@@ -39,6 +39,7 @@ class PolicyRow:
     exploration_slots: int
     exclude_purchased: bool
     daily_impression_cap: int | None
+    exposure_spreading: float = 0.0
     # (boost, item pk or None, category or "", starts_at, ends_at)
     promotions: tuple[tuple[float, int | None, str, datetime | None, datetime | None], ...] = ()
     pinned: tuple[int, ...] = ()
@@ -53,7 +54,7 @@ BUILT_IN = PolicyRow(
         f: ExposurePolicy._meta.get_field(f).default
         for f in (
             "head_share", "head_window_days", "tail_boost", "min_tail_share", "diversity",
-            "exploration_slots", "exclude_purchased",
+            "exploration_slots", "exclude_purchased", "exposure_spreading",
         )
     },
     daily_impression_cap=None,
@@ -131,7 +132,7 @@ def load_snapshot(key: tuple) -> PolicySnapshot:
             id=p.pk, name=p.name, head_share=p.head_share, head_window_days=p.head_window_days,
             tail_boost=p.tail_boost, min_tail_share=p.min_tail_share, diversity=p.diversity,
             exploration_slots=p.exploration_slots, exclude_purchased=p.exclude_purchased,
-            daily_impression_cap=p.daily_impression_cap,
+            daily_impression_cap=p.daily_impression_cap, exposure_spreading=p.exposure_spreading,
             promotions=tuple(promos.get(p.pk, ())), pinned=tuple(pins.get(p.pk, ())),
             buried=tuple(buries.get(p.pk, ())),
         )

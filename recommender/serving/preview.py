@@ -26,7 +26,7 @@ from .services import Recommendations, recommend_for_user
 #: Settings of a policy an edit may change, each checked by the model field's own validators.
 SCALAR_FIELDS = (
     "head_share", "head_window_days", "tail_boost", "min_tail_share", "diversity",
-    "exploration_slots", "exclude_purchased", "daily_impression_cap",
+    "exploration_slots", "exclude_purchased", "daily_impression_cap", "exposure_spreading",
 )
 #: Rules an edit may replace: pinned / buried item database ids (pin order), promotions as
 #: (boost, item pk or None, category or "", starts_at, ends_at).

@@ -16,6 +16,7 @@ same sources work from text similarity and popularity (reported as a fallback).
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from collections.abc import Sequence
@@ -351,6 +352,17 @@ def _history_reasons(space: Space, ids: np.ndarray, history: tuple[np.ndarray, n
     return out
 
 
+def spreading_seed(endpoint: str, user_id: str | None, now, request_id: str) -> int:
+    """The exposure-spreading noise seed of a request: stable per shopper, endpoint and UTC day.
+
+    So a shopper who reloads or retries sees the same tail items (until today's impressions
+    move them on), while different shoppers see different ones. Anonymous requests have
+    nothing stable to key on and use their request id.
+    """
+    key = f"{endpoint}:{user_id}:{now.date().isoformat()}" if user_id is not None else request_id
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
 def _serve(
     space: Space,
     snapshot: PolicySnapshot,
@@ -376,9 +388,11 @@ def _serve(
     arrays = catalog.arrays(row.head_share, row.head_window_days, vectors)
     per_cand = cands.reasons
     reasons = [[r] for r in per_cand] if per_cand else ([[cands.reason]] * len(cands.ids) if cands.reason else None)
+    request_id = str(uuid.uuid4())
     ranked: RankedList = rerank(
         cands.ids, cands.scores, arrays, policy, k, now,
         request=_request_filters(space, filters, exclude_idx), bought=bought, candidate_reasons=reasons,
+        seed=spreading_seed(endpoint, user_id, now, request_id) if row.exposure_spreading > 0 else None,
     )
     ids = ranked.ids
     why_history = _history_reasons(space, ids, history) if history is not None and cands.reason is None else [None] * len(ids)
@@ -409,7 +423,7 @@ def _serve(
         if space.version_id is None:
             fallback["model"] = "no trained model: popularity and text similarity"
     result = Recommendations(
-        request_id=str(uuid.uuid4()),
+        request_id=request_id,
         items=items,
         model_version=space.version_name,
         policy=row.name,

@@ -88,6 +88,7 @@ def _policy_config(row: pol.PolicyRow, space: Space, k: int) -> PolicyConfig:
         pinned=tuple(int(i) for i in pinned if i >= 0),
         buried=tuple(int(i) for i in buried if i >= 0),
         daily_impression_cap=row.daily_impression_cap,
+        exposure_spreading=row.exposure_spreading,
     )
 
 

@@ -220,6 +220,197 @@ def test_days_not_aggregated_yet_are_flagged_but_days_before_any_event_are_not(s
     assert 'id="fill-warning"' not in html and "10 before the first event" in html
 
 
+def test_each_day_stores_how_many_items_it_showed(shop):
+    from recommender.models import ReportDay
+
+    stored = dict(ReportDay.objects.values_list("day", "items_shown"))
+    assert stored == {d: len(set("".join(shop.served[d]))) for d in shop.days} == {
+        shop.day1: 3, shop.day2: 4, shop.today: 2}
+
+
+def test_days_filled_before_items_shown_existed_show_the_same_coverage_until_the_job_backfills_them(staff, shop):
+    from recommender.models import ReportDay
+    from recommender.reports.aggregation import do_aggregate_pending, do_backfill_items_shown
+
+    before = Marks(staff.get(EXPOSURE, span(shop)).content.decode()).points("coverage-daily")
+    ReportDay.objects.update(items_shown=None)  # as the 0006 migration leaves days filled before it
+
+    assert Marks(staff.get(EXPOSURE, span(shop)).content.decode()).points("coverage-daily") == before
+    assert do_backfill_items_shown(max_days=1) == 1  # bounded, oldest first
+    assert ReportDay.objects.get(day=shop.day1).items_shown == 3
+    assert ReportDay.objects.filter(items_shown=None).count() == 2
+    do_aggregate_pending(NOW, lag=timedelta(0))  # the beat job sets the rest
+    assert dict(ReportDay.objects.values_list("day", "items_shown")) == {shop.day1: 3, shop.day2: 4, shop.today: 2}
+    assert do_backfill_items_shown() == 0
+    assert Marks(staff.get(EXPOSURE, span(shop)).content.decode()).points("coverage-daily") == before
+
+
+def test_the_page_reads_the_item_rows_of_the_range_once(staff, shop):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    longer = {"from": (shop.day1 - timedelta(days=30)).isoformat(), "to": shop.today.isoformat()}
+    for query in (span(shop), longer):
+        with CaptureQueriesContext(connection) as page:
+            assert staff.get(EXPOSURE, query).status_code == 200
+        sqls = [q["sql"] for q in page.captured_queries]
+        item_rows = [q for q in sqls if "recommender_dailyitemcount" in q or "recommender_weeklyitemcount" in q]
+        # The promotions' queries read only their target items' rows (an item id list, a category join).
+        whole_range = [q for q in item_rows if '"item_id" IN' not in q and 'JOIN "recommender_item"' not in q]
+        assert len(whole_range) == 1, whole_range
+        assert not [q for q in sqls if "COUNT(DISTINCT" in q or "NOT EXISTS" in q]
+    # The longer range holds whole weeks: those come from the weekly rollup, the days at its ends from day rows.
+    assert "recommender_weeklyitemcount" in whole_range[0] and "recommender_dailyitemcount" in whole_range[0]
+
+
+def _sums_from_day_rows(start, end) -> dict[int, tuple]:
+    """Per item pk: (impressions, tail impressions, attributed clicks, carts, purchases, revenue) from the day rows."""
+    from decimal import Decimal
+
+    from recommender.models import DailyItemCount
+
+    out: dict[int, list] = {}
+    for r in DailyItemCount.objects.filter(day__gte=start, day__lt=end):
+        acc = out.setdefault(r.item_id, [0, 0, 0, 0, 0, Decimal(0)])
+        acc[0] += r.impressions
+        acc[1] += r.impressions if r.segment == "tail" else 0
+        if r.attributed:
+            acc[2] += r.clicks
+            acc[3] += r.add_to_carts
+            acc[4] += r.purchases
+        acc[5] += r.revenue
+    return {pk: tuple(v) for pk, v in out.items()}
+
+
+def _totals_as_dict(totals) -> dict[int, tuple]:
+    from decimal import Decimal
+
+    return {
+        int(pk): (int(i), int(t), int(c), int(a), int(p), Decimal(int(cents)).scaleb(-2))
+        for pk, i, t, c, a, p, cents in zip(totals.item, totals.impressions, totals.tail_impressions, totals.clicks,
+                                            totals.add_to_carts, totals.purchases, totals.revenue_cents)
+    }
+
+
+@pytest.mark.parametrize("before, after", [(0, 1), (1, 1), (9, 1), (20, 6), (15, 0)])
+def test_item_totals_over_whole_weeks_and_loose_days_equal_the_sums_of_the_day_rows(shop, before, after):
+    from recommender.reports import queries
+
+    # Late purchase on day 1, refilled: the weekly rollup of day 1's week must follow the refill.
+    ingest(NOW, ("u8", "d", "purchase", at(shop.day1, 20), None, 2))
+    do_aggregate_day(shop.day1, now=NOW, lag=timedelta(0))
+    start, end = shop.day1 - timedelta(days=before), shop.today + timedelta(days=after)
+
+    totals = queries.item_totals(start, end)
+
+    expected = _sums_from_day_rows(start, end)
+    assert _totals_as_dict(totals) == expected
+    # 9 impressions, 7 before today; revenue: c 11.00 and d 6.00 on day 1, f 100.00 on day 2.
+    assert sum(v[0] for v in expected.values()) == (9 if after else 7) and sum(v[5] for v in expected.values()) == 117
+    assert queries.item_exposure(start, end) == {pk: v[0] for pk, v in expected.items() if v[0]}
+
+
+def test_the_weekly_rollup_is_the_sum_of_its_days(shop):
+    from recommender.models.reports import WeeklyItemCount
+    from recommender.reports.aggregation import week_of
+
+    weeks = sorted(set(WeeklyItemCount.objects.values_list("week", flat=True)))
+    assert weeks == sorted({week_of(d) for d in shop.days}) and all(w.weekday() == 0 for w in weeks)
+    for week in weeks:
+        stored = {r.item_id: (r.impressions, r.tail_impressions, r.clicks, r.add_to_carts, r.purchases, r.revenue)
+                  for r in WeeklyItemCount.objects.filter(week=week)}
+        assert stored == _sums_from_day_rows(week, week + timedelta(days=7)), week
+
+
+def test_the_migration_builds_the_weekly_rollup_of_days_filled_before_it(shop):
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+    from django.db import connection
+
+    from recommender.models.reports import WeeklyItemCount
+
+    def rows():
+        return sorted(WeeklyItemCount.objects.values_list(
+            "week", "item_id", "impressions", "tail_impressions", "clicks", "add_to_carts", "purchases", "revenue"))
+
+    built_by_fills = rows()
+    WeeklyItemCount.objects.all().delete()
+    migration = importlib.import_module("recommender.migrations.0006_reportday_items_shown")
+    # What RunPython hands over, minus DDL (SQLite allows no schema editor inside the test's transaction).
+    editor = SimpleNamespace(connection=connection, execute=lambda sql: connection.cursor().execute(sql))
+    migration.backfill_weeks(apps, editor)
+    assert rows() == built_by_fills and len(built_by_fills) >= 5
+
+
+@pytest.mark.parametrize(
+    "start, end, weeks, days",
+    [
+        ("2026-03-02", "2026-03-16", ("2026-03-02", "2026-03-16"), []),  # Monday to Monday: two whole weeks
+        ("2026-03-04", "2026-03-09", None, [("2026-03-04", "2026-03-09")]),  # no whole week
+        ("2026-03-04", "2026-03-18", ("2026-03-09", "2026-03-16"),
+         [("2026-03-04", "2026-03-09"), ("2026-03-16", "2026-03-18")]),
+        ("2026-03-04", "2026-03-04", None, []),
+    ],
+)
+def test_a_range_splits_into_whole_weeks_and_loose_days(start, end, weeks, days):
+    from datetime import date
+
+    from recommender.reports.queries import whole_weeks
+
+    d = date.fromisoformat
+    got = whole_weeks(d(start), d(end))
+    assert got == (weeks and (d(weeks[0]), d(weeks[1])), [(d(a), d(b)) for a, b in days])
+
+
+def test_never_shown_items_from_the_per_item_sums_match_the_not_exists_query(shop):
+    from recommender.ingestion.items import do_delete_item
+    from recommender.models import Item
+    from recommender.reports import queries
+
+    do_upsert_items([{"item_id": f"new-{n}", "title": f"New {n}", "category": "small"} for n in range(3)])
+    Item.objects.filter(external_id="new-1").update(is_active=False)  # not recommendable: not a gap
+    do_delete_item("c")  # shown, then deleted: its rows stay, it is no longer in the catalog
+    start, end = shop.day1, shop.today + timedelta(days=1)
+    totals, catalog = queries.item_totals(start, end), queries.catalog_items()
+    for limit in (1, 3, 100, None):
+        fast = queries.items_never_shown(start, end, limit, totals=totals, catalog=catalog)
+        assert fast == queries.items_never_shown(start, end, limit), limit
+    assert [i["external_id"] for i in fast["items"]] == ["f", "g", "new-0", "new-2"] and fast["count"] == 4
+
+
+def test_the_category_table_folds_per_item_sums_into_current_categories():
+    from decimal import Decimal
+
+    from recommender.reports.queries import Catalog, ItemTotals, fold_by_category
+
+    catalog = Catalog(
+        item=np.array([5, 3, 9, 7]), category=["toys", "books", "toys", "old"],
+        eligible=np.array([True, True, False, False]),  # 9 is out of stock, 7 deleted
+    )
+    totals = ItemTotals(
+        item=np.array([3, 9, 5, 4]),  # 4: rows of an item no longer in the catalog
+        impressions=np.array([10, 4, 0, 2]), tail_impressions=np.array([10, 1, 0, 0]),
+        clicks=np.array([1, 2, 0, 0]), add_to_carts=np.array([0, 1, 0, 0]), purchases=np.array([1, 1, 1, 0]),
+        revenue_cents=np.array([1999, 1, 500, 0]),
+    )
+    rows = {r["category"]: r for r in fold_by_category(totals, catalog)}
+
+    assert [r["category"] for r in fold_by_category(totals, catalog)] == ["books", "toys", ""]  # by impressions
+    assert "old" not in rows  # no rows and nothing recommendable in it
+    toys = rows["toys"]
+    assert (toys["catalog_items"], toys["items_shown"], toys["impressions"], toys["clicks"]) == (1, 1, 4, 2)
+    assert toys["tail_share_of_impressions"] == 0.25 and toys["ctr"] == 0.5 and toys["purchases"] == 2
+    assert toys["revenue"] == Decimal("5.01")
+    assert rows["books"]["revenue"] == Decimal("19.99") and rows["books"]["conversion_rate"] == 0.1
+    assert (rows[""]["catalog_items"], rows[""]["items_shown"], rows[""]["impressions"]) == (0, 1, 2)
+    # A category with count rows but no impressions: shown 0, no tail share rather than 0 %.
+    empty = fold_by_category(ItemTotals(*(np.array([5]) if n == 0 else np.array([0]) for n in range(7))), catalog)
+    assert {r["category"]: (r["items_shown"], r["tail_share_of_impressions"]) for r in empty} == {
+        "toys": (0, None), "books": (0, None)}
+
+
 @pytest.mark.parametrize(
     "query, message",
     [

@@ -187,7 +187,10 @@ def test_exposure_policy_rows_of_the_projects_own_model(dataset, tmp_path):
     paths = report.write(tmp_path)
     results = json.loads(paths["json"].read_text())
     curve = [f"own + exposure policy (tail_boost={float(b)})" for b in boosts]
-    assert set(results) == {"own", *curve, "own + exposure policy (default)"}
+    spread = [f"own + exposure spreading (exposure_spreading={float(v)})" for v in E.POLICY_SPREADINGS]
+    top = float(max(E.POLICY_SPREADINGS))
+    ablations = [f"own + exposure spreading (exposure_spreading={top}, {w})" for w in ("impressions only", "noise only")]
+    assert set(results) == {"own", *curve, "own + exposure policy (default)", *spread, *ablations}
     rows = {r.name: r for r in report.rows}
     assert all(rows[n].curve == "own + exposure policy" for n in curve)
     assert rows["own + exposure policy (default)"].params["tail_boost"] == E.DEFAULT_POLICY["tail_boost"]
@@ -196,6 +199,12 @@ def test_exposure_policy_rows_of_the_projects_own_model(dataset, tmp_path):
     assert aplt[-1] > results["own"]["APLT@10"], "a strong boost puts tail items in the lists"
     assert "own + exposure policy (default)" in paths["markdown"].read_text()
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Spreading rotates which tail items fill the tail's places, never how many there are:
+    # the same APLT@10 at every strength, more items shown, exposure more even.
+    assert all(rows[n].curve == "own + exposure spreading" for n in spread)
+    assert {results[n]["APLT@10"] for n in spread + ablations} == {results[spread[0]]["APLT@10"]}
+    off, on = results[spread[0]], results[spread[-1]]
+    assert on["Coverage@10"] > off["Coverage@10"] and on["Gini@10"] < off["Gini@10"], (off, on)
 
 
 def test_exposure_policy_without_rules_keeps_the_base_ranking(dataset):
@@ -212,6 +221,49 @@ def test_exposure_policy_without_rules_keeps_the_base_ranking(dataset):
     assert split.tail[boosted[boosted >= 0]].mean() > split.tail[want[want >= 0]].mean()
     seen = [set(u) for u in boosted.tolist()]
     assert all(not (s & set(ex.tolist())) for s, ex in zip(seen, split.exclude)), "training items stay excluded"
+
+
+class Fixed:
+    """The same list for every user: 4 head items well ahead of 12 equal tail items."""
+
+    n = 16
+
+    def recommend(self, users, k=10, *, exclude=None, candidates=None):
+        ids = np.tile(np.arange(self.n), (len(users), 1))[:, :k]
+        scores = np.tile(np.r_[np.linspace(9, 8, 4), np.ones(self.n - 4)], (len(users), 1))[:, :k]
+        return ids, scores.astype(np.float32)
+
+
+def _serve_day(spreading, *, arrival=None, seed=None, users=np.arange(6)):
+    is_head = np.arange(Fixed.n) < 4
+    policy = E.policy_config(tail_boost=0.0, min_tail_share=0.5, exposure_spreading=spreading)
+    model = E.PolicyRerank(Fixed(), policy, is_head, arrival=arrival, seed=seed)
+    return model.recommend(users, 4)[0], is_head
+
+
+def test_a_simulated_day_rotates_equal_tail_items_by_the_days_impressions():
+    # given 6 users arriving in reverse order and the same base list for all
+    arrival = np.arange(6)[::-1].astype(float)
+    off, is_head = _serve_day(0.0, arrival=arrival)
+    day, _ = _serve_day(1.0, arrival=arrival)
+    independent, _ = _serve_day(1.0)
+    # then without spreading, or without the day's impressions (and no noise), all lists are equal
+    assert len({tuple(r) for r in off.tolist()}) == 1
+    np.testing.assert_array_equal(independent, off)
+    # and with them, the tail places rotate: users 5, 4, 3, ... see tail items not shown yet
+    np.testing.assert_array_equal(is_head[day], is_head[off])  # same places for the tail
+    tails = [set(r[~is_head[r]].tolist()) for r in day]
+    assert tails[5] == set(off[0][~is_head[off[0]]].tolist()), "the first to arrive sees today's list"
+    assert len(set().union(*tails)) == 12, "12 tail places over the day, 12 tail items"
+
+
+def test_per_user_seeds_spread_tail_items_and_repeat_exactly():
+    off, is_head = _serve_day(0.0, seed=7)
+    noisy, _ = _serve_day(0.5, seed=7)
+    np.testing.assert_array_equal(noisy, _serve_day(0.5, seed=7)[0])
+    assert not np.array_equal(noisy, _serve_day(0.5, seed=8)[0])
+    np.testing.assert_array_equal(is_head[noisy], is_head[off])
+    assert len({i for r in noisy for i in r[~is_head[r]].tolist()}) > 2
 
 
 def test_default_policy_copies_the_exposure_policy_model_defaults():
