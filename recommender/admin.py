@@ -1,8 +1,10 @@
 """Admin registrations: thin views over the same models and services as the API."""
 from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
 
 from .api.apikeys import do_create_api_key, parse_scopes
+from .ingestion.items import content_hash
 from .models.apikeys import SCOPES
 from .models import APIKey, Event, InterestSegment, Item, ModelVersion, ShopUser, TrainingRun
 
@@ -18,6 +20,14 @@ class ItemAdmin(admin.ModelAdmin):
     search_fields = ("external_id", "title", "brand", "category")
     readonly_fields = ("text_hash", "created_at", "updated_at", "deleted_at")
     show_full_result_count = False
+
+    def save_model(self, request, obj, form, change):
+        # Serving refreshes items by updated_at (set by every ingestion path, not auto_now):
+        # an edit here must move it too, or price/stock/active changes would not reach serving.
+        obj.updated_at = timezone.now()
+        # The same content hash as the API's upsert, so a title edit here is re-embedded too.
+        obj.text_hash = content_hash(obj.title, obj.description, obj.category, obj.brand, obj.price)
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(ShopUser)

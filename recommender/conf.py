@@ -57,8 +57,15 @@ DEFAULTS: dict[str, Any] = {
     "SERVING_CANDIDATES": 200,
     # From this many n_items * dimensions on, the index searches an hnswlib graph (when
     # hnswlib is installed) instead of an exact numpy product; None searches exactly always.
-    # 20M is e.g. 100k items of d=200: below it the exact product is under ~2 ms.
-    "SERVING_ANN_MIN_CELLS": 20_000_000,
+    # Chosen from bench/ann_threshold.py (top-200, one thread, clustered vectors, M=16, ef=256):
+    # from 4.5M cells on the graph was 3.4-22x faster at p50 (35k x 128: 0.52 -> 0.15 ms;
+    # 75k x 64: 0.73 -> 0.15; 100k x 64: 0.91 -> 0.16; 200k x 128: 5.6 -> 0.25) and found
+    # 0.96-0.98 of the exact top-20 (recall@200 ~0.78; a tail back-up is appended exactly on
+    # both paths). Below ~3M cells the exact product is 0.15-0.45 ms and the graph saves
+    # 0.03-0.3 ms for a build in every process at each version load (100k x 64: 6-8 s of one
+    # core) and ~400 B per item of private memory per worker (100k x 64: 39 MB), so 4M
+    # (e.g. 62k items of d=64, 31k of d=128).
+    "SERVING_ANN_MIN_CELLS": 4_000_000,
     # BLAS threads of a serving process (None leaves it alone): a matrix-vector product gains
     # nothing from more, and workers' BLAS threads fighting over cores wreck p99.
     "SERVING_BLAS_THREADS": 1,

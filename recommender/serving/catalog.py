@@ -1,7 +1,10 @@
 """Per-item arrays of the catalog in a model version's index order, read in a few bulk queries.
 
-Built when a version is loaded and rebuilt every ``SERVING_CATALOG_REFRESH_SECONDS``; today's
-impression counts are refreshed in place more often. Requests only read these arrays.
+Built when a version is loaded; every ``SERVING_CATALOG_REFRESH_SECONDS`` only the items changed
+since the last read (``Item.updated_at``) are read again and applied to a copy (:func:`refresh_catalog`),
+and the interaction window counts at most every ``COUNTS_REFRESH_SECONDS``. Today's impression counts
+are kept by an :class:`ImpressionTracker` that adds only the impressions ingested since its last
+read, in place. Requests only read these arrays.
 """
 from __future__ import annotations
 
@@ -41,6 +44,14 @@ class Catalog:
     ever_shown: np.ndarray  # (n,) bool, refreshed in place
     built_at: float = 0.0
     impressions_at: float = 0.0
+    # What the incremental refresh needs: the impressions kept up to date in place, the wall
+    # time the item rows were read at, the ids of every item row then (to notice hard deletes),
+    # when the window counts were read (clock()), and the newest text embedding id seen.
+    tracker: "ImpressionTracker | None" = None
+    items_read_at: datetime | None = None
+    table_ids: np.ndarray | None = None
+    counts_at: float = 0.0
+    embeddings_mark: tuple | None = None
     _derived: dict = field(default_factory=dict)
 
     @property
@@ -114,80 +125,413 @@ def interaction_counts(space_pks: np.ndarray, window_days: int, now: datetime | 
             "SELECT item_id, COUNT(*) FROM recommender_event WHERE timestamp >= %s AND event_type <> %s GROUP BY item_id",
             [since, int(EventType.IMPRESSION)],
         )
-        rows = cur.fetchall()
-    return _scatter(space_pks, rows, np.float64)
+        return _scatter(space_pks, cur, np.float64)
 
 
-def _scatter(space_pks: np.ndarray, rows: list[tuple[int, int]], dtype) -> np.ndarray:
+def _scatter(space_pks: np.ndarray, rows, dtype) -> np.ndarray:
+    """(n,) ``value`` at each ``(item_id, value)`` row's item; a cursor is read in chunks.
+
+    Chunks, because this runs in the serving process's refresh thread: fetching and converting
+    a hundred thousand rows in one call would hold the GIL that long against the requests.
+    """
     out = np.zeros(len(space_pks), dtype=dtype)
-    if rows:
-        arr = np.asarray(rows, dtype=np.int64)
-        at = _positions(space_pks, arr[:, 0])
-        hit = at >= 0
-        out[at[hit]] = arr[hit, 1]
+    chunks = iter(lambda: rows.fetchmany(_CHUNK), []) if hasattr(rows, "fetchmany") else [rows]
+    for chunk in chunks:
+        if chunk:
+            arr = np.asarray(chunk, dtype=np.int64)
+            at = _positions(space_pks, arr[:, 0])
+            hit = at >= 0
+            out[at[hit]] = arr[hit, 1]
     return out
 
 
+_CHUNK = 10_000
+
+
 def impression_arrays(space_pks: np.ndarray, now: datetime | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """((n,) impressions since midnight UTC, (n,) shown within the lookback) in two grouped queries."""
+    """((n,) impressions since midnight UTC, (n,) shown within the lookback) in two grouped queries.
+
+    The full recount: serving runs it once per day (and per space load); :class:`ImpressionTracker`
+    keeps the counts current in between.
+    """
     now = now or timezone.now()
-    midnight = now.astimezone(dt_timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     since = now - timedelta(days=rec_settings.SERVING_SHOWN_LOOKBACK_DAYS)
     sql = "SELECT item_id, COUNT(*) FROM recommender_event WHERE event_type = %s AND timestamp >= %s GROUP BY item_id"
     with connection.cursor() as cur:
-        cur.execute(sql, [int(EventType.IMPRESSION), midnight])
-        today = _scatter(space_pks, cur.fetchall(), np.int64)
+        cur.execute(sql, [int(EventType.IMPRESSION), _midnight(now)])
+        today = _scatter(space_pks, cur, np.int64)
         cur.execute(sql, [int(EventType.IMPRESSION), since])
-        shown = _scatter(space_pks, cur.fetchall(), np.int64) > 0
+        shown = _scatter(space_pks, cur, np.int64) > 0
     return today, shown
 
 
-def load_catalog(space_pks: np.ndarray, windows: set[int], now: datetime | None = None) -> Catalog:
-    """Every per-item array the serving path needs, for the items of one index space."""
-    space_pks = np.asarray(space_pks, dtype=np.int64)
-    n = len(space_pks)
-    ext = np.full(n, "", dtype=object)
-    titles = np.full(n, "", dtype=object)
-    cats = np.full(n, "", dtype=object)
-    price = np.full(n, np.nan)
-    in_stock = np.zeros(n, dtype=bool)
-    active = np.zeros(n, dtype=bool)
-    live = np.zeros(n, dtype=bool)
-    created = np.zeros(n, dtype=np.float64)
-    # Raw SQL with the casts done by the database: no Decimal or datetime objects per row
-    # (this runs every SERVING_CATALOG_REFRESH_SECONDS over the whole catalog).
+def _midnight(now: datetime) -> datetime:
+    return now.astimezone(dt_timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+#: A writer commits within this long of the ``ingested_at`` it stamped (an impression flush or an
+#: event batch stamps one ``now`` per batch and commits milliseconds later). Impression rows stamped
+#: earlier than a read minus this margin are taken as final; later ones are re-checked per batch.
+LATE_COMMIT_MARGIN = timedelta(seconds=60)
+#: The interaction window counts (a GROUP BY over the window's events) are re-read at most this often.
+COUNTS_REFRESH_SECONDS = 300.0
+#: New items' vectors are re-checked at least this often even when no item or embedding row moved.
+NEW_ITEMS_RECHECK_SECONDS = 300.0
+
+_IMPRESSIONS = int(EventType.IMPRESSION)
+_BATCHES_SQL = (
+    "SELECT ingested_at, COUNT(*) FROM recommender_event WHERE event_type = %s AND timestamp >= %s "
+    "AND ingested_at >= %s GROUP BY ingested_at"
+)
+
+
+class ImpressionTracker:
+    """Today's impressions and "ever shown" of one space, kept current by reading only new batches.
+
+    Writers stamp every row of a batch with the same ``ingested_at`` and insert it in one
+    transaction, so a batch is known by that stamp and its row count. Rows stamped before
+    ``cut`` (the last read minus :data:`LATE_COMMIT_MARGIN`) are counted once and final; for the
+    stamps at or after ``cut`` the tracker remembers each one's count, so each step reads the
+    per-stamp counts of that short span (one small grouped query on ``rec_event_ingested``) and
+    the per-item counts of the stamps it has not seen — a batch that commits after a later one
+    is found there too. A remembered stamp whose count changed (two batches with one stamp, or
+    deleted impressions) and a new UTC day mean a full recount (:func:`impression_arrays`).
+    ``ever_shown`` is monotone within the day: shown stays shown; the lookback's expiry is
+    applied by the full recount once a day.
+    """
+
+    def __init__(self, space_pks: np.ndarray, now: datetime | None = None) -> None:
+        self.pks = np.asarray(space_pks, dtype=np.int64)
+        self.today = np.zeros(len(self.pks), np.int64)
+        self.shown = np.zeros(len(self.pks), bool)
+        self.day = None
+        self.cut: datetime | None = None
+        self.seen: dict = {}
+        self.full_recounts = 0
+        self.recount(now)
+
+    def recount(self, now: datetime | None = None) -> None:
+        """Recount today and the lookback from scratch (in place: readers share the arrays)."""
+        now = now or timezone.now()
+        midnight = _midnight(now)
+        cut = now - LATE_COMMIT_MARGIN
+        since = now - timedelta(days=rec_settings.SERVING_SHOWN_LOOKBACK_DAYS)
+        sql = "SELECT item_id, COUNT(*) FROM recommender_event WHERE event_type = %s AND timestamp >= %s"
+        with connection.cursor() as cur:
+            # Only the final part: the stamps since ``cut`` are read batch by batch by step().
+            cur.execute(sql + " AND ingested_at < %s GROUP BY item_id", [_IMPRESSIONS, midnight, cut])
+            today = _scatter(self.pks, cur, np.int64)
+            cur.execute(sql + " GROUP BY item_id", [_IMPRESSIONS, since])
+            shown = _scatter(self.pks, cur, np.int64) > 0
+        self.today[:] = today
+        self.shown[:] = shown
+        self.day, self.cut, self.seen = midnight, cut, {}
+        self.full_recounts += 1
+        self.step(now)
+
+    def step(self, now: datetime | None = None) -> None:
+        """Add the impressions of batches not counted yet; a new UTC day recounts."""
+        now = now or timezone.now()
+        midnight = _midnight(now)
+        if midnight != self.day:
+            self.recount(now)
+            return
+        with connection.cursor() as cur:
+            cur.execute(_BATCHES_SQL, [_IMPRESSIONS, midnight, self.cut])
+            batches = cur.fetchall()
+            if any(k in self.seen and self.seen[k] != n for k, n in batches):
+                self.recount(now)
+                return
+            new = [(k, n) for k, n in batches if k not in self.seen]
+            for start in range(0, len(new), 500):
+                chunk = new[start : start + 500]
+                marks = ", ".join(["%s"] * len(chunk))
+                cur.execute(
+                    "SELECT item_id, COUNT(*) FROM recommender_event WHERE event_type = %s AND timestamp >= %s "
+                    f"AND ingested_at IN ({marks}) GROUP BY item_id",
+                    [_IMPRESSIONS, midnight, *[k for k, _ in chunk]],
+                )
+                self._add(cur.fetchall())
+                # A same-stamp batch that committed since the first query shows up as a changed
+                # count at the next step, which then recounts.
+                self.seen.update(chunk)
+        cut = now - LATE_COMMIT_MARGIN
+        if cut > self.cut:
+            self.cut = cut
+            self.seen = {k: n for k, n in self.seen.items() if _not_before(k, cut)}
+
+    def _add(self, rows: list[tuple[int, int]]) -> None:
+        if not rows:
+            return
+        arr = np.asarray(rows, dtype=np.int64)
+        at = _positions(self.pks, arr[:, 0])
+        hit = at >= 0
+        np.add.at(self.today, at[hit], arr[hit, 1])
+        self.shown[at[hit]] = True
+
+    def resized(self, space_pks: np.ndarray) -> "ImpressionTracker":
+        """This tracker's state over another space's items (new items start at their state unknown: 0)."""
+        out = object.__new__(ImpressionTracker)
+        out.pks = np.asarray(space_pks, dtype=np.int64)
+        at = _positions(self.pks, out.pks)
+        hit = at >= 0
+        out.today = np.zeros(len(out.pks), np.int64)
+        out.today[hit] = self.today[at[hit]]
+        out.shown = np.zeros(len(out.pks), bool)
+        out.shown[hit] = self.shown[at[hit]]
+        out.day, out.cut, out.seen, out.full_recounts = self.day, self.cut, dict(self.seen), self.full_recounts
+        return out
+
+
+def _not_before(stamp, cut: datetime) -> bool:
+    """``stamp >= cut`` for a stamp as the database returned it (a datetime, or text on SQLite)."""
+    if isinstance(stamp, datetime):
+        return (stamp if timezone.is_aware(stamp) else timezone.make_aware(stamp, dt_timezone.utc)) >= cut
+    return str(stamp) >= cut.astimezone(dt_timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+_ITEM_COLUMNS = (
+    "id, external_id, title, category, CAST(price AS DOUBLE PRECISION), "
+    "is_active AND NOT is_placeholder AND deleted_at IS NULL, in_stock, {epoch}, deleted_at IS NULL"
+)
+
+
+def _item_sql(where: str = "") -> str:
+    # Raw SQL with the casts done by the database: no Decimal or datetime objects per row.
     epoch = (
         "EXTRACT(EPOCH FROM created_at)::float8" if connection.vendor == "postgresql"
         else "CAST(strftime('%%s', created_at) AS REAL)"
     )
+    return f"SELECT {_ITEM_COLUMNS.format(epoch=epoch)} FROM {Item._meta.db_table} {where}"
+
+
+def _embeddings_mark() -> tuple:
+    from ..models import ItemEmbedding
+
     with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT id, external_id, title, category, CAST(price AS DOUBLE PRECISION), "
-            f"is_active AND NOT is_placeholder AND deleted_at IS NULL, in_stock, {epoch}, deleted_at IS NULL "
-            f"FROM {Item._meta.db_table}"
-        )
-        rows = cur.fetchall()
-    if rows:
+        # Embeddings of new items add rows (keyed by item); a re-embedded text is caught by the recheck.
+        cur.execute(f"SELECT MAX(item_id), COUNT(*) FROM {ItemEmbedding._meta.db_table}")
+        return tuple(cur.fetchone())
+
+
+@dataclass
+class _Columns:
+    ext: np.ndarray
+    titles: np.ndarray
+    cats: np.ndarray  # object str
+    price: np.ndarray
+    in_stock: np.ndarray
+    active: np.ndarray
+    live: np.ndarray
+    created: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> "_Columns":
+        return cls(np.full(n, "", dtype=object), np.full(n, "", dtype=object), np.full(n, "", dtype=object),
+                   np.full(n, np.nan), np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool),
+                   np.zeros(n, np.float64))
+
+    def apply(self, space_pks: np.ndarray, rows: list[tuple]) -> np.ndarray:
+        """Write ``rows`` (see :data:`_ITEM_COLUMNS`) at their items' positions; returns the positions."""
+        if not rows:
+            return np.zeros(0, np.int64)
         ids, e, t, c, p, a, st, cr, lv = zip(*rows)
         at = _positions(space_pks, np.array(ids, dtype=np.int64))
         hit = at >= 0
         j = at[hit]
-        for dst, src in ((ext, e), (titles, t), (cats, c)):
+        for dst, src in ((self.ext, e), (self.titles, t), (self.cats, c)):
             dst[j] = np.array(src, dtype=object)[hit]
-        price[j] = np.array(p, dtype=np.float64)[hit]  # None -> nan
-        active[j] = np.array(a, dtype=bool)[hit]
-        in_stock[j] = np.array(st, dtype=bool)[hit]
-        created[j] = np.array(cr, dtype=np.float64)[hit]
-        live[j] = np.array(lv, dtype=bool)[hit]
-    category, codes = _category_codes(cats)
-    today, shown = impression_arrays(space_pks, now)
+        self.price[j] = np.array(p, dtype=np.float64)[hit]  # None -> nan
+        self.active[j] = np.array(a, dtype=bool)[hit]
+        self.in_stock[j] = np.array(st, dtype=bool)[hit]
+        self.created[j] = np.array(cr, dtype=np.float64)[hit]
+        self.live[j] = np.array(lv, dtype=bool)[hit]
+        return j
+
+
+def load_catalog(space_pks: np.ndarray, windows: set[int], now: datetime | None = None,
+                 tracker: ImpressionTracker | None = None) -> Catalog:
+    """Every per-item array the serving path needs, for the items of one index space.
+
+    ``tracker``: impressions already kept for these (or other) items, carried over instead of
+    recounted.
+    """
+    space_pks = np.asarray(space_pks, dtype=np.int64)
+    cols = _Columns.empty(len(space_pks))
+    read_at = timezone.now()
+    mark = _embeddings_mark()
+    with connection.cursor() as cur:
+        cur.execute(_item_sql(), [])  # params (none): the same "%%" escaping as the other reads
+        rows = cur.fetchall()
+    cols.apply(space_pks, rows)
+    table_ids = np.sort(np.array([r[0] for r in rows], dtype=np.int64))
+    category, codes = _category_codes(cols.cats)
+    if tracker is None:
+        tracker = ImpressionTracker(space_pks, now)
+    elif not np.array_equal(tracker.pks, space_pks):
+        tracker = tracker.resized(space_pks)
+    return _catalog(space_pks, cols, category, codes,
+                    {w: interaction_counts(space_pks, w, now) for w in windows}, tracker,
+                    by_external_id={e: j for j, e in enumerate(cols.ext.tolist()) if e},
+                    items_read_at=read_at, table_ids=table_ids, embeddings_mark=mark)
+
+
+def _catalog(space_pks, cols: _Columns, category, codes, counts, tracker, **extra) -> Catalog:
     return Catalog(
-        pks=space_pks, external_ids=ext, titles=titles, category=category, category_codes=codes,
-        price=price, in_stock=in_stock, is_active=active, is_live=live, created_ts=created,
-        by_external_id={e: j for j, e in enumerate(ext.tolist()) if e},
-        counts={w: interaction_counts(space_pks, w, now) for w in windows},
-        impressions_today=today, ever_shown=shown,
+        pks=space_pks, external_ids=cols.ext, titles=cols.titles, category=category, category_codes=codes,
+        price=cols.price, in_stock=cols.in_stock, is_active=cols.active, is_live=cols.live,
+        created_ts=cols.created, counts=counts, impressions_today=tracker.today, ever_shown=tracker.shown,
+        tracker=tracker, **extra,
     )
+
+
+@dataclass
+class ItemChanges:
+    """Item rows written since a catalog's last read (see :func:`read_item_changes`)."""
+
+    rows: list[tuple]
+    table_ids: np.ndarray
+    read_at: datetime
+    embeddings_mark: tuple
+    hard_deleted: bool
+
+    def moves_new_items(self, catalog: Catalog) -> bool:
+        """Whether the space's appended new items may change: an item it lacks, or eligibility, moved.
+
+        ``Catalog.is_active`` is exactly the eligibility of :func:`state._new_item_vectors` (live,
+        active, not a placeholder); a text vector that moved shows in ``embeddings_mark``.
+        """
+        if self.embeddings_mark != catalog.embeddings_mark:
+            return True
+        if not self.rows:
+            return False
+        at = _positions(catalog.pks, np.array([r[0] for r in self.rows], dtype=np.int64))
+        eligible = np.array([bool(r[5]) for r in self.rows])
+        return bool((at < 0).any() or (catalog.is_active[at[at >= 0]] != eligible[at >= 0]).any())
+
+
+def read_item_changes(catalog: Catalog) -> ItemChanges | None:
+    """The item rows changed since ``catalog`` was read (``updated_at`` within the late-commit margin).
+
+    Every write path of items stamps ``updated_at`` (the upsert SQL, the portable upsert, the
+    soft delete, placeholders). A hard delete leaves no row: the item count gives it away and
+    the caller reads the whole catalog again. None when the catalog was never read incrementally.
+    """
+    if catalog.items_read_at is None or catalog.table_ids is None:
+        return None
+    read_at = timezone.now()
+    mark = _embeddings_mark()
+    with connection.cursor() as cur:
+        cur.execute(_item_sql("WHERE updated_at >= %s"), [catalog.items_read_at - LATE_COMMIT_MARGIN])
+        rows = cur.fetchall()
+        cur.execute(f"SELECT COUNT(*) FROM {Item._meta.db_table}")
+        (total,) = cur.fetchone()
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    table_ids = catalog.table_ids
+    added = ids[~np.isin(ids, table_ids)] if len(ids) else ids
+    if len(added):
+        table_ids = np.union1d(table_ids, added)
+    return ItemChanges(rows=rows, table_ids=table_ids, read_at=read_at, embeddings_mark=mark,
+                       hard_deleted=int(total) != len(table_ids))
+
+
+def refresh_catalog(old: Catalog, space_pks: np.ndarray, changes: ItemChanges, windows: set[int],
+                    counts_due: bool, now: datetime | None = None) -> Catalog:
+    """``old`` with ``changes`` applied, over ``space_pks`` (the same items, or with new ones appended).
+
+    Returns ``old`` itself when nothing it holds changed, so that its derived caches stay; else
+    a new Catalog (its arrays copies: requests keep reading the old one meanwhile). Items of the
+    space ``old`` did not hold are read by id. Impressions stay with the same tracker (resized
+    when the items changed).
+    """
+    space_pks = np.asarray(space_pks, dtype=np.int64)
+    same_layout = np.array_equal(space_pks, old.pks)
+    extra = dict(items_read_at=changes.read_at, table_ids=changes.table_ids, embeddings_mark=changes.embeddings_mark,
+                 counts_at=old.counts_at)
+    if same_layout and not changes.rows and not counts_due:  # the usual tick: nothing to copy
+        for name, value in extra.items():
+            setattr(old, name, value)
+        return old
+    if same_layout:
+        at = np.arange(len(space_pks))
+        missing = np.zeros(0, np.int64)
+    else:
+        at = _positions(old.pks, space_pks)
+        missing = space_pks[at < 0]
+    cols = _Columns.empty(len(space_pks))
+    hit = at >= 0
+    names = np.empty(len(old.category_codes) + 1, dtype=object)
+    names[-1] = ""  # code -1: no category
+    for name, code in old.category_codes.items():
+        names[code] = name
+    for dst, src in (
+        (cols.ext, old.external_ids), (cols.titles, old.titles), (cols.cats, names[old.category]),
+        (cols.price, old.price), (cols.in_stock, old.in_stock), (cols.active, old.is_active),
+        (cols.live, old.is_live), (cols.created, old.created_ts),
+    ):
+        dst[hit] = src[at[hit]]
+    rows = changes.rows
+    if len(missing):
+        have = {r[0] for r in rows}
+        need = [int(pk) for pk in missing if int(pk) not in have]
+        with connection.cursor() as cur:
+            for start in range(0, len(need), 500):
+                chunk = need[start : start + 500]
+                cur.execute(_item_sql(f"WHERE id IN ({', '.join(['%s'] * len(chunk))})"), chunk)
+                rows = rows + cur.fetchall()
+    before = None
+    if same_layout and rows:
+        # Positions the changed rows touch, and their values before: to tell a real change.
+        touched = _positions(space_pks, np.array([r[0] for r in rows], dtype=np.int64))
+        touched = touched[touched >= 0]
+        before = _snapshot(cols, touched)
+    touched = cols.apply(space_pks, rows)
+    changed = not same_layout or (before is not None and before != _snapshot(cols, touched))
+    if not changed and not counts_due:
+        for name, value in extra.items():  # bookkeeping only: no array a request reads moves
+            setattr(old, name, value)
+        return old
+    if changed and not np.isin(np.unique(cols.cats[touched]), ["", *old.category_codes]).all():
+        category, codes = _category_codes(cols.cats)
+    elif changed:
+        codes = old.category_codes
+        category = old.category.copy() if same_layout else np.full(len(space_pks), -1, np.int64)
+        if not same_layout:
+            category[hit] = old.category[at[hit]]
+        category[touched] = [codes.get(str(c), -1) for c in cols.cats[touched]]
+    else:
+        category, codes = old.category, old.category_codes
+    if changed and same_layout:
+        by_ext = dict(old.by_external_id)
+        for j in touched.tolist():
+            prev = old.external_ids[j]
+            if prev and by_ext.get(prev) == j:
+                del by_ext[prev]
+        by_ext.update({cols.ext[j]: j for j in touched.tolist() if cols.ext[j]})
+    elif changed:
+        by_ext = {e: j for j, e in enumerate(cols.ext.tolist()) if e}
+    else:
+        by_ext = old.by_external_id
+    if counts_due:
+        counts = {w: interaction_counts(space_pks, w, now) for w in set(windows) | set(old.counts)}
+    elif same_layout:
+        counts = dict(old.counts)
+    else:
+        counts = {}
+        for w, c in old.counts.items():
+            counts[w] = np.zeros(len(space_pks), c.dtype)
+            counts[w][hit] = c[at[hit]]
+    tracker = old.tracker if same_layout else old.tracker.resized(space_pks)
+    out = _catalog(space_pks, cols, category, codes, counts, tracker, by_external_id=by_ext, **extra)
+    return out
+
+
+def _snapshot(cols: _Columns, j: np.ndarray) -> list:
+    return [
+        cols.ext[j].tolist(), cols.titles[j].tolist(), cols.cats[j].tolist(),
+        np.nan_to_num(cols.price[j], nan=-1.0).tolist(), cols.in_stock[j].tolist(), cols.active[j].tolist(),
+        cols.live[j].tolist(), cols.created[j].tolist(),
+    ]
 
 
 def category_code(catalog: Catalog, name: str | None) -> int | None:

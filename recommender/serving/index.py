@@ -73,10 +73,9 @@ class VectorIndex:
     user_vectors : (n_users, d) float32 or None
     user_pks : (n_users,) int64 or None
     ann_min_cells : from this many ``n_items * d`` cells on, search an hnswlib graph (built in
-        the background; exact until then) when hnswlib is installed; None is always exact.
-        Measured on 100k clustered items, one thread: d=64 exact 0.9 ms vs graph 0.08 ms at
-        recall@200 0.79 (exact wins: the graph loses a fifth of the candidates for 0.8 ms);
-        d=452 exact 5.6 ms vs graph 0.29 ms at recall@200 0.84 (the graph wins).
+        a background thread of each process, in its private memory, over the version's own
+        ``n_trained`` items; exact until it is ready) when hnswlib is installed; None is
+        always exact. See ``SERVING_ANN_MIN_CELLS`` in recommender/conf.py for the figures.
     text_projection : the artifact's ``text_projection/`` arrays (see
         :mod:`recommender.ml.projection`), which place items newer than the version by
         their text; None when the version cannot place them
@@ -94,6 +93,9 @@ class VectorIndex:
     text_projection: dict | None = None
     n_trained: int | None = None
     similarity_mask: np.ndarray | None = None
+    # [graph or None while it builds], shared by the indexes with_new_items derives from one
+    # version (their trained items keep their indices); None: no graph for this index.
+    ann_box: list | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         n = len(self.item_pks)
@@ -120,10 +122,14 @@ class VectorIndex:
         sim = np.sqrt(np.einsum("ij,ij,j->i", vec, vec, self._mask * self._mask)).astype(np.float32)
         set_(self, "_sim_norms", np.where(sim > 0, sim, 1.0).astype(np.float32))
         set_(self, "_norms", np.where(norms > 0, norms, 1.0).astype(np.float32))
-        set_(self, "_ann", None)
-        if self.ann_min_cells is not None and self.n_items * self.dim >= self.ann_min_cells:
+        set_(self, "_tail_cache", ())
+        if (
+            self.ann_box is None and self.ann_min_cells is not None and self.n_trained
+            and self.n_items * self.dim >= self.ann_min_cells
+        ):
             # Searched exactly until the graph is built (seconds): the version serves at once.
-            threading.Thread(target=self._build_ann, name="ann-build", daemon=True).start()
+            set_(self, "ann_box", [None])
+            threading.Thread(target=self._build_ann, args=(self.ann_box,), name="ann-build", daemon=True).start()
 
     @property
     def n_items(self) -> int:
@@ -150,7 +156,10 @@ class VectorIndex:
         """A new index: this version's own items plus ``pks`` (m,) with ``vectors`` (m, d).
 
         Replaces any items appended before. The version's items keep their indices (the
-        memory map is only copied when something is appended).
+        memory map is only copied when something is appended), so the new index shares this
+        one's hnswlib graph (built or still building) instead of building its own: the graph
+        covers the version's items and the appended ones are searched exactly (a catalog
+        refresh that appends items costs no rebuild).
         """
         pks = np.asarray(pks, dtype=np.int64).reshape(-1)
         n = self.n_trained
@@ -173,6 +182,7 @@ class VectorIndex:
             text_projection=self.text_projection,
             n_trained=n,
             similarity_mask=self.similarity_mask,
+            ann_box=self.ann_box,
         )
 
     @classmethod
@@ -247,8 +257,15 @@ class VectorIndex:
         A model that favours popular items can fill all ``n`` with head items, and the
         exposure policy's tail quota then has nothing to place. So when fewer than
         ``min_tail`` of the top ``n`` are tail (``tail`` is the (n_items,) bool mask), the
-        best ``n_tail`` tail items are appended from the same score vector (exact search
-        only; the graph search returns its top ``n``).
+        best ``n_tail`` tail items not already in are appended, ranked exactly (a product
+        over the tail items), on both the exact and the graph path.
+
+        On the graph path the top ``n`` are the graph's (approximate) neighbours, but their
+        scores are recomputed as exact dot products (hnswlib's ``1 - dist`` loses ~1e-5 in
+        float32), so graph and tail back-up scores rank on one scale. hnswlib's ``filter=``
+        was measured as the alternative for the back-up and rejected: on a head-biased
+        100k x 64 space it found a quarter of the exact tail top-100 (0.25 at ef=256, 0.27
+        at ef=4000), the graph's routes lead into the head.
 
         Returns
         -------
@@ -259,11 +276,20 @@ class VectorIndex:
         n = min(n, self.n_items)
         if n <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        wants_tail = tail is not None and min_tail > 0 and n_tail > 0
+        if wants_tail:
+            tail = np.asarray(tail, dtype=bool)
         ann = self._ann
         if ann is not None and not cosine:
-            labels, dist = ann.knn_query(q, k=n)
-            # hnswlib's "ip" space returns 1 - dot.
-            return labels[0].astype(np.int64), (1.0 - dist[0]).astype(np.float32)
+            top = self._graph_top(ann, q, n)
+            if top is not None:
+                scores = np.asarray(self.item_vectors[top] @ q, dtype=np.float32)
+                order = np.lexsort((top, -scores))  # exact scores, best first, ties by index
+                top, scores = top[order], scores[order]
+                if wants_tail and int(tail[top].sum()) < min_tail:
+                    extra, extra_scores = self._tail_backup(q, None, top, tail, n_tail)
+                    top, scores = np.concatenate([top, extra]), np.concatenate([scores, extra_scores])
+                return top, scores
         if cosine:
             q = q * self._mask
             qn = float(np.sqrt(q @ q))
@@ -271,13 +297,74 @@ class VectorIndex:
         else:
             scores = np.asarray(self.item_vectors @ q)
         top = _top(scores, n)
-        if tail is not None and min_tail > 0 and n_tail > 0 and int(tail[top].sum()) < min_tail:
-            masked = np.where(tail, scores, -np.inf)
-            masked[top] = -np.inf  # already in
-            extra = _top(masked, min(n_tail, int(tail.sum())))
-            extra = extra[np.isfinite(masked[extra])]
+        if wants_tail and int(tail[top].sum()) < min_tail:
+            extra, _ = self._tail_backup(q, scores, top, tail, n_tail)
             top = np.concatenate([top, extra])
         return top.astype(np.int64), np.asarray(scores[top], dtype=np.float32)
+
+    def _graph_top(self, ann, q: np.ndarray, n: int) -> np.ndarray | None:
+        """Up to ``n`` candidate item indices (unordered): the graph's nearest by inner product
+        among the items it holds, plus the exact top ``n`` of the items appended after it
+        (few: :meth:`with_new_items`); None when the graph cannot give its share.
+        """
+        held = min(ann.get_current_count(), self.n_items)
+        try:
+            labels = ann.knn_query(q, k=min(n, held), num_threads=1)[0][0].astype(np.int64)
+        except RuntimeError:  # hnswlib found fewer than asked (tiny ef/M): the exact path answers
+            return None
+        if held < self.n_items:
+            extra = np.asarray(self.item_vectors[held:] @ q)
+            labels = np.concatenate([labels, held + _top(extra, n)])
+            scores = np.asarray(self.item_vectors[labels] @ q)
+            labels = labels[_top(scores, n)]
+        return labels
+
+    def _tail_index(self, tail: np.ndarray) -> np.ndarray:
+        """(t,) sorted indices of the ``tail`` mask, cached per mask content.
+
+        The cache holds copies of the last four masks and matches by content, not identity:
+        services build a fresh ``~head`` per request, and a caller may edit a mask in place.
+        Comparing 100k booleans costs ~6 us against ~50 us for ``flatnonzero``.
+        """
+        tail = np.asarray(tail, dtype=bool)
+        if tail.shape != (self.n_items,):
+            raise ValueError(f"tail has shape {tail.shape}; the index has {self.n_items} items.")
+        cache = self._tail_cache
+        for mask, idx in cache:
+            if np.array_equal(mask, tail):
+                return idx
+        idx = np.flatnonzero(tail)
+        # One reference swap: concurrent readers see the old or the new tuple, never half of one.
+        object.__setattr__(self, "_tail_cache", ((tail.copy(), idx),) + cache[:3])
+        return idx
+
+    def _tail_backup(
+        self, q: np.ndarray, scores: np.ndarray | None, top: np.ndarray, tail: np.ndarray, n_tail: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The best ``n_tail`` tail items not in ``top``, best first (ties by index), and their scores.
+
+        ``scores`` is the full (n_items,) score vector when the caller has one (exact path);
+        otherwise the tail's scores are computed here: a gather of the tail rows when the tail
+        is small (under a fifth of the items), else the full product indexed by the tail (a
+        gather of most rows copies more memory than the product reads: 3.4 ms vs 1.0 ms on
+        80k of 100k x 64).
+        """
+        tail_idx = self._tail_index(tail)
+        if not len(tail_idx):
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if scores is not None:
+            tail_scores = np.asarray(scores[tail_idx])
+        elif len(tail_idx) * 5 < self.n_items:
+            tail_scores = np.asarray(self.item_vectors[tail_idx] @ q)
+        else:
+            tail_scores = np.asarray(self.item_vectors @ q)[tail_idx]
+        # Ask for enough to survive dropping the tail items already in the top.
+        taken = top[tail[top]]
+        cand = _top(tail_scores, n_tail + len(taken))
+        ids = tail_idx[cand]
+        keep = ~np.isin(ids, taken)
+        ids, cand = ids[keep][:n_tail], cand[keep][:n_tail]
+        return ids.astype(np.int64), np.asarray(tail_scores[cand], dtype=np.float32)
 
     def cosine(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """(len(a), len(b)) cosine similarity of item indices ``a`` and ``b``."""
@@ -286,17 +373,27 @@ class VectorIndex:
         return va @ vb.T
 
     @property
+    def _ann(self):
+        """The hnswlib graph once built, else None."""
+        return None if self.ann_box is None else self.ann_box[0]
+
+    @property
     def uses_ann(self) -> bool:
         return self._ann is not None
 
-    def _build_ann(self) -> None:
-        """Build an hnswlib inner-product graph and switch searches to it (one reference swap)."""
+    def _build_ann(self, box: list) -> None:
+        """Build an hnswlib inner-product graph of the trained items and switch searches to it.
+
+        hnswlib releases the GIL while it adds items, so requests keep being served (exactly)
+        meanwhile; the cost is one busy core for seconds (100k x 64: ~6 s, ~39 MB).
+        """
         try:
             import hnswlib
         except ImportError:  # optional: the exact search works, only slower on big catalogs
             return
+        n = self.n_trained
         ann = hnswlib.Index(space="ip", dim=self.dim)
-        ann.init_index(max_elements=self.n_items, ef_construction=100, M=16, random_seed=0)
-        ann.add_items(np.asarray(self.item_vectors, dtype=np.float32), np.arange(self.n_items), num_threads=1)
+        ann.init_index(max_elements=n, ef_construction=100, M=16, random_seed=0)
+        ann.add_items(np.asarray(self.item_vectors[:n], dtype=np.float32), np.arange(n), num_threads=1)
         ann.set_ef(256)
-        object.__setattr__(self, "_ann", ann)
+        box[0] = ann  # one reference swap, seen by every index sharing the box

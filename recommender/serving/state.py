@@ -23,7 +23,9 @@ from ..ml.projection import identity_projection, output_dim, project_new_items
 from ..models import InterestSegment, Item, ItemEmbedding, ModelVersion
 from ..ranking.policy import PolicyConfig, Promotion
 from . import policies as pol
-from .catalog import Catalog, impression_arrays, load_catalog
+from .catalog import (
+    COUNTS_REFRESH_SECONDS, NEW_ITEMS_RECHECK_SECONDS, Catalog, load_catalog, read_item_changes, refresh_catalog,
+)
 from .index import IndexUnavailable, VectorIndex
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ class Space:
     segments: dict[int, np.ndarray] = field(default_factory=dict)
     _configs: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # clock() when the appended new items were last checked (see _with_new_items)
+    new_items_at: float = 0.0
 
     @property
     def version_name(self) -> str | None:
@@ -175,9 +179,10 @@ def _load_space(version: tuple[int, str, str] | None, snapshot: pol.PolicySnapsh
         index = VectorIndex.load(version[2], version[1], ann_min_cells=threshold)
     index = _with_new_items(index)
     catalog = load_catalog(index.item_pks, _windows(snapshot))
-    catalog.built_at = catalog.impressions_at = clock()
+    catalog.built_at = catalog.impressions_at = catalog.counts_at = now = clock()
     segments = _load_segments(version[0], index, catalog) if version is not None else {}
-    return Space(version_id=None if version is None else version[0], index=index, catalog=catalog, segments=segments)
+    return Space(version_id=None if version is None else version[0], index=index, catalog=catalog, segments=segments,
+                 new_items_at=now)
 
 
 def limit_blas_threads(n: int | None) -> None:
@@ -326,20 +331,51 @@ class ServingState:
             if space is None or what is None:
                 continue
             if what == "catalog":
-                index = _with_new_items(space.index)
-                fresh = load_catalog(index.item_pks, _windows(self.snapshot))
-                fresh.built_at = fresh.impressions_at = now
-                # The version's own items keep their indices: its segments stay valid.
-                new = Space(space.version_id, index, fresh, space.segments)
+                new = self._refreshed(space, now)
+                if new is space:
+                    continue
                 active, spaces = self._view
                 if spaces.get(version_id) is space:  # not swapped away meanwhile
                     self._view = (active, {**spaces, version_id: new})
             else:
-                today, shown = impression_arrays(space.index.item_pks)
-                # In place: CatalogArrays share these arrays; a torn read only blurs a count.
-                space.catalog.impressions_today[:] = today
-                space.catalog.ever_shown[:] = shown
+                # In place: CatalogArrays share the tracker's arrays; a torn read only blurs a count.
+                space.catalog.tracker.step()
                 space.catalog.impressions_at = now
+
+    def _refreshed(self, space: Space, now: float) -> Space:
+        """``space`` with the items changed since its last read applied (itself when nothing moved).
+
+        Reads only the changed item rows; the interaction window counts every
+        ``COUNTS_REFRESH_SECONDS``; the new items' vectors when an item or a text embedding
+        moved (or every ``NEW_ITEMS_RECHECK_SECONDS``). A hard-deleted item means a full read.
+        """
+        old = space.catalog
+        windows = _windows(self.snapshot)
+        changes = read_item_changes(old)
+        new_items_at = space.new_items_at
+        if changes is None or changes.hard_deleted:
+            index = _with_new_items(space.index)
+            fresh = load_catalog(index.item_pks, windows, tracker=old.tracker)
+            fresh.counts_at = new_items_at = now
+        else:
+            counts_due = now - old.counts_at >= COUNTS_REFRESH_SECONDS
+            # The periodic recheck never in the same tick as the window counts: one heavy part a tick.
+            due = changes.moves_new_items(old) or (
+                not counts_due and now - space.new_items_at >= NEW_ITEMS_RECHECK_SECONDS
+            )
+            index = _with_new_items(space.index) if due else space.index
+            if due:
+                new_items_at = now
+            fresh = refresh_catalog(old, index.item_pks, changes, windows, counts_due)
+            if counts_due:
+                fresh.counts_at = now
+        fresh.tracker.step()
+        fresh.built_at = fresh.impressions_at = now
+        if fresh is old and index is space.index:
+            space.new_items_at = new_items_at
+            return space
+        # The version's own items keep their indices: its segments stay valid.
+        return Space(space.version_id, index, fresh, space.segments, new_items_at=new_items_at)
 
     def _swap(self, row: tuple[int, str, str] | None) -> None:
         try:

@@ -1,15 +1,17 @@
-"""Hot swap of the served model version under concurrent requests, and a broken artifact never serving."""
+"""Hot swap of the served model version under concurrent requests, a broken artifact never serving,
+and the hnswlib graph path keeping the tail back-up."""
 from __future__ import annotations
 
 import threading
 import time
 
+import numpy as np
 import pytest
 from django.db import connection, connections
 from rest_framework.test import APIClient
 
 from recommender.api.apikeys import do_create_api_key
-from recommender.models import ModelVersion
+from recommender.models import Item, ModelVersion, ShopUser
 from recommender.serving import state
 from recommender.training.pipeline import do_activate
 
@@ -94,3 +96,41 @@ def test_serving_process_does_not_import_torch(serving_settings, clock, api, tmp
     assert out.stdout.strip() == "False", out.stderr
     assert connection.vendor  # the parent test still has its database
     assert state.get_state() is not None
+
+
+@pytest.mark.django_db
+def test_graph_search_keeps_the_tail_back_up_end_to_end(serving_settings, clock, api, tmp_path):
+    """A big catalog searched by the hnswlib graph still hands the policy tail candidates."""
+    pytest.importorskip("hnswlib")
+    # given the graph path at any size, and only 2 model candidates a request
+    serving_settings.RECOMMENDER = {
+        **serving_settings.RECOMMENDER, "SERVING_ANN_MIN_CELLS": 1, "SERVING_CANDIDATES": 2,
+    }
+    make_shop()
+    version = write_version(tmp_path / "artifacts", "v1", activate=False)
+    # and a popularity-biased model: the head items (sku-0..7) score twice as high, so the
+    # graph's top 2 for u0 (who likes c0) are sku-0 and sku-4, both head
+    path = tmp_path / "artifacts" / "v1"
+    vectors, pks = np.load(path / "item_vectors.npy"), np.load(path / "item_pks.npy")
+    head_pks = Item.objects.filter(external_id__in=[f"sku-{i}" for i in range(8)]).values_list("pk", flat=True)
+    vectors[np.isin(pks, list(head_pks))] *= 2.0
+    np.save(path / "item_vectors.npy", vectors, allow_pickle=False)
+    do_activate(version)
+    assert api.get(USER.format("u0")).status_code == 200  # loads the version; the graph builds meanwhile
+    index = state.get_state().current()[0].index
+    deadline = time.monotonic() + 30
+    while not index.uses_ann and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert index.uses_ann
+    tail_c0 = {f"sku-{i}" for i in range(8, 40, 4)}
+    top2, _ = index.search(index.user_vector(ShopUser.objects.get(external_id="u0").pk), 2)
+    assert set(Item.objects.filter(pk__in=index.item_pks[top2].tolist()).values_list("external_id", flat=True)) == {
+        "sku-0", "sku-4"
+    }
+    # when u0 asks for 10 (the built-in policy wants a fifth of them tail)
+    body = api.get(USER.format("u0"), {"k": 10}).json()
+    # then tail items come back, and they are u0's taste (c0): the back-up's best tail, not filler
+    tail = [i["item_id"] for i in body["items"] if i["segment"] == "tail"]
+    assert len(tail) >= 2, body["items"]
+    assert set(tail) <= tail_c0, tail
+

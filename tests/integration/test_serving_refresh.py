@@ -1,0 +1,168 @@
+"""The serving process's periodic refreshes are incremental and equal a full recount.
+
+Impressions: an :class:`ImpressionTracker` reads only batches it has not counted (by their
+``ingested_at`` stamp), including a batch that commits after a later one, and recounts at UTC
+midnight. Catalog: :func:`refresh_catalog` applies only the item rows changed since the last
+read (price, stock, deactivation, soft delete, new items appended) and must equal a full read.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from django.utils import timezone as dj_timezone
+
+from recommender.ingestion import do_upsert_items
+from recommender.ingestion.items import do_delete_item
+from recommender.models import Event, EventType, Item, ShopUser
+from recommender.serving import catalog as cat
+from recommender.serving.impressions import ServedRecord, do_log_impressions
+
+pytestmark = pytest.mark.django_db
+
+
+def _items(n: int = 6) -> np.ndarray:
+    do_upsert_items([{"item_id": f"sku-{i}", "title": f"Item {i}", "category": f"c{i % 2}", "price": 10 + i}
+                     for i in range(n)])
+    return np.array(sorted(Item.objects.values_list("pk", flat=True)), dtype=np.int64)
+
+
+def _served(pks, user: str, at: datetime) -> ServedRecord:
+    return ServedRecord(
+        request_id=str(uuid.uuid4()), served_at=at, endpoint="user", user_id=user, variant="", policy="fair",
+        model_version="v1", fallback="", item_pks=tuple(int(p) for p in pks), item_ids=tuple(f"x{p}" for p in pks),
+        segments="t" * len(pks),
+    )
+
+
+def _raw_batch(pks, stamp: datetime, at: datetime) -> None:
+    """Impression rows as one writer batch stamped ``stamp`` (inserted now: a late commit)."""
+    user, _ = ShopUser.objects.get_or_create(external_id="late")
+    Event.objects.bulk_create([
+        Event(user=user, item_id=int(pk), event_type=EventType.IMPRESSION, value=1.0, timestamp=at, ingested_at=stamp)
+        for pk in pks
+    ])
+
+
+def test_incremental_impressions_equal_a_full_recount_after_batches_and_a_late_commit():
+    pks = _items()
+    now = dj_timezone.now()
+    tracker = cat.ImpressionTracker(pks)
+    assert tracker.today.sum() == 0 and not tracker.shown.any()
+    do_log_impressions([_served(pks[:3], "u1", now), _served(pks[1:4], "u2", now)])
+    tracker.step()
+    do_log_impressions([_served(pks[2:5], "u3", now)])
+    tracker.step()
+    assert tracker.today.tolist() == cat.impression_arrays(pks)[0].tolist() == [1, 2, 3, 2, 1, 0]
+    # A batch stamped before the last one counted, committed only now (its writer was slow).
+    _raw_batch([pks[0], pks[5], pks[5]], dj_timezone.now() - timedelta(seconds=20), now)
+    tracker.step()
+    do_log_impressions([_served(pks[:1], "u4", now)])
+    tracker.step()
+    tracker.step()  # nothing new: nothing counted twice
+    today, shown = cat.impression_arrays(pks)
+    assert tracker.today.tolist() == today.tolist() == [3, 2, 3, 2, 1, 2]
+    assert tracker.shown.tolist() == shown.tolist()
+    assert tracker.full_recounts == 1  # the increments did it, not a recount
+
+
+def test_a_changed_batch_count_recounts():
+    pks = _items()
+    tracker = cat.ImpressionTracker(pks)
+    do_log_impressions([_served(pks[:2], "u1", dj_timezone.now())])
+    tracker.step()
+    Event.objects.filter(event_type=EventType.IMPRESSION, item_id=pks[0]).delete()  # an erased shopper
+    tracker.step()
+    assert tracker.full_recounts == 2
+    assert tracker.today.tolist() == cat.impression_arrays(pks)[0].tolist() == [0, 1, 0, 0, 0, 0]
+
+
+def test_midnight_starts_a_new_day_with_a_full_recount():
+    pks = _items()
+    eve = datetime(2026, 3, 10, 23, 58, tzinfo=timezone.utc)
+    _raw_batch([pks[0], pks[1]], eve, eve)
+    tracker = cat.ImpressionTracker(pks, now=eve + timedelta(minutes=1))
+    assert tracker.today.tolist() == [1, 1, 0, 0, 0, 0]
+    after = eve + timedelta(minutes=3)  # 00:01 the next day
+    _raw_batch([pks[2]], after, after)
+    tracker.step(now=after + timedelta(seconds=30))
+    assert tracker.full_recounts == 2
+    assert tracker.today.tolist() == [0, 0, 1, 0, 0, 0]
+    assert tracker.shown.tolist() == [True, True, True, False, False, False]  # within the lookback
+
+
+def _equal(a: cat.Catalog, b: cat.Catalog) -> None:
+    assert a.pks.tolist() == b.pks.tolist()
+    for name in ("external_ids", "titles", "in_stock", "is_active", "is_live", "created_ts"):
+        assert getattr(a, name).tolist() == getattr(b, name).tolist(), name
+    assert np.array_equal(a.price, b.price, equal_nan=True)
+    names = lambda c: [{v: k for k, v in c.category_codes.items()}.get(x, "") for x in c.category.tolist()]  # noqa: E731
+    assert names(a) == names(b)
+    assert a.by_external_id == b.by_external_id
+
+
+def test_incremental_catalog_refresh_picks_up_changes_and_new_items():
+    pks = _items()
+    first = cat.load_catalog(pks, {30})
+    same = cat.refresh_catalog(first, pks, cat.read_item_changes(first), {30}, counts_due=False)
+    assert same is first  # nothing moved: the same object, its derived caches kept
+    do_upsert_items([
+        {"item_id": "sku-1", "title": "Item 1", "category": "c1", "price": 99.5},  # price
+        {"item_id": "sku-2", "title": "Item 2", "category": "c0", "price": 12, "in_stock": False},  # stock
+        {"item_id": "sku-3", "title": "Item 3", "category": "brand-new", "price": 13, "is_active": False},
+    ])
+    do_delete_item("sku-4")
+    do_upsert_items([{"item_id": "sku-new", "title": "New", "category": "c0", "price": 5}])
+    changes = cat.read_item_changes(first)
+    assert not changes.hard_deleted
+    grown = np.append(pks, Item.objects.get(external_id="sku-new").pk)
+    fresh = cat.refresh_catalog(first, pks, changes, {30}, counts_due=False)
+    assert fresh is not first
+    _equal(fresh, cat.load_catalog(pks, {30}))
+    j = {e: n for n, e in enumerate(fresh.external_ids.tolist())}
+    assert fresh.price[j["sku-1"]] == 99.5 and not fresh.in_stock[j["sku-2"]]
+    assert not fresh.is_active[j["sku-3"]] and "brand-new" in fresh.category_codes
+    assert not fresh.is_live[j["sku-4"]] and not fresh.is_active[j["sku-4"]]
+    assert first.price[j["sku-1"]] == 11  # requests on the old catalog saw no torn update
+    appended = cat.refresh_catalog(fresh, grown, cat.read_item_changes(fresh), {30}, counts_due=True)
+    _equal(appended, cat.load_catalog(grown, {30}))
+    assert appended.external_ids[-1] == "sku-new" and appended.by_external_id["sku-new"] == len(pks)
+    assert len(appended.impressions_today) == len(grown) and appended.tracker is not first.tracker
+
+
+def test_a_hard_delete_is_noticed():
+    pks = _items()
+    first = cat.load_catalog(pks, {30})
+    Item.objects.filter(external_id="sku-5").delete()
+    assert cat.read_item_changes(first).hard_deleted
+
+
+# --- through the serving state: the refresh a request triggers --------------------------------
+
+def test_the_serving_state_refreshes_items_and_impressions_incrementally(serving_settings, clock, tmp_path):
+    from recommender.serving import services, state
+
+    from .serving_data import item_record, make_shop, write_version
+
+    make_shop()
+    write_version(tmp_path / "artifacts", "v1")
+    services.recommend_for_user("u1", k=4)
+    space = state.get_state().current()[0]
+    tracker = space.catalog.tracker
+    j = space.catalog.by_external_id
+    do_upsert_items([{**item_record(5), "price": 77.0, "in_stock": False}, {**item_record(6), "is_active": False}])
+    do_log_impressions([_served(space.index.item_pks[:3], "u2", dj_timezone.now())])
+    clock.advance(11.0)  # impressions are due, the catalog not yet
+    services.recommend_for_user("u1", k=4)
+    assert state.get_state().current()[0] is space
+    assert space.catalog.impressions_today[:3].tolist() == [1, 1, 1]
+    clock.advance(50.0)  # now the catalog is due too
+    services.recommend_for_user("u1", k=4)
+    fresh = state.get_state().current()[0]
+    assert fresh is not space and fresh.catalog.tracker is tracker and tracker.full_recounts == 1
+    assert fresh.catalog.price[j["sku-5"]] == 77.0 and not fresh.catalog.in_stock[j["sku-5"]]
+    assert not fresh.catalog.is_active[j["sku-6"]] and space.catalog.is_active[j["sku-6"]]
+    _equal(fresh.catalog, cat.load_catalog(fresh.index.item_pks, {30}))
+    assert fresh.catalog.impressions_today.tolist() == cat.impression_arrays(fresh.index.item_pks)[0].tolist()
