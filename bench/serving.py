@@ -269,6 +269,8 @@ class LoadResult:
     server_ms: list[float] = field(default_factory=list)
     wall: float = 0.0
     errors: int = 0
+    #: Open loop only: per request (due, sent, answered) on the loop clock (time.monotonic), server ms.
+    trace: list[tuple[float, float, float, float]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -329,9 +331,11 @@ async def open_loop(host: str, port: int, headers: dict, paths: list[str], rate:
             status, server = await _get(conn, path)
         finally:
             pool.put_nowait(conn)
-        out.latency.append(loop.time() - woke)
+        done = loop.time()
+        out.latency.append(done - woke)
         out.server_ms.append(server)
         out.errors += status != 200
+        out.trace.append((start + i / rate, woke, done, server))
 
     await asyncio.gather(*(one(i, p) for i, p in enumerate(paths)))
     out.wall = loop.time() - start
@@ -398,6 +402,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reuse", action="store_true", help="measure the database of a previous run again (no rebuild)")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--trace", help="write the open loop's requests here (TSV: due, sent, answered s; server ms)")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -484,6 +489,9 @@ def main() -> None:
         single = asyncio.run(closed_loop("127.0.0.1", port, headers, paths, 1))
         load_avg = os.getloadavg()[0]
         opened = asyncio.run(open_loop("127.0.0.1", port, headers, paths, args.rate, args.clients))
+        if args.trace:
+            Path(args.trace).write_text("due_s\twoke_s\tdone_s\tserver_ms\n" + "".join(
+                f"{d:.6f}\t{w:.6f}\t{e:.6f}\t{m:.3f}\n" for d, w, e, m in sorted(opened.trace)))
         workers = _children(proc.pid)
         db_name = url.rsplit("/", 1)[-1]
         before = _cpu(workers), _cpu(_postgres_backends(db_name)), os.times()

@@ -82,8 +82,12 @@ def _run() -> None:
     stop = threading.Event()
     while not stop.wait(interval):
         try:
+            _t0 = __import__("time").monotonic()  # TEMPTRACE
             close_old_connections()
-            flush()
+            _n = flush()
+            if os.environ.get("REC_TEMPTRACE"):  # TEMPTRACE
+                with open(f"/tmp/h11trace/flush_{os.getpid()}.log", "a") as _f:  # TEMPTRACE
+                    _f.write(f"{_t0:.6f}\t{__import__('time').monotonic():.6f}\t{_n}\n")  # TEMPTRACE
         except Exception:  # the loop must survive anything; flush() already logged
             log.exception("impression flusher")
 

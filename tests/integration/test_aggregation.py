@@ -6,21 +6,22 @@ and the production safety margin would treat them all as possibly late.
 """
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
-from recommender.ingestion import do_ingest_events, do_upsert_items
+from recommender.ingestion import do_upsert_items
 from recommender.models import (
     DailyItemCount, DailySegmentCount, Event, EventType, ExposurePolicy, Item, ReportDay, ServedList,
 )
 from recommender.reports import aggregation, queries
 from recommender.reports.aggregation import do_aggregate_day, do_aggregate_pending
 from recommender.serving import reports as raw_reports
-from recommender.serving.impressions import ServedRecord, do_log_impressions
+
+from . import report_pages_data
+from .report_pages_data import at, serve
 
 pytestmark = pytest.mark.django_db
 
@@ -30,36 +31,11 @@ LAG = timedelta(0)
 PRICES = {"a": "10.00", "b": "20.00", "c": "5.50", "d": "3.00", "e": "7.25", "f": "100.00"}
 
 
-def at(day: date, hour: int, minute: int = 0) -> datetime:
-    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=timezone.utc)
-
-
 def ingest(*events: tuple) -> None:
-    """(user, item, type, time, request_id or None, value or None) tuples, through the ingestion service."""
-    do_ingest_events(
-        [
-            {
-                "user_id": u, "item_id": i, "event_type": t, "timestamp": ts.isoformat(), "event_id": uuid.uuid4().hex,
-                **({"request_id": str(r)} if r else {}), **({"value": v} if v is not None else {}),
-            }
-            for u, i, t, ts, r, v in events
-        ],
-        now=NOW,
-    )
+    """(user, item, type, time, request_id or None, value or None) tuples, ingested at the fixed NOW."""
+    report_pages_data.ingest(NOW, *events)
 
 
-def serve(user: str, items: str, when: datetime, variant: str = "") -> str:
-    """Log a served list (and its impression events) through the impression service; returns its request id."""
-    by_id = dict(Item.objects.values_list("external_id", "pk"))
-    request_id = str(uuid.uuid4())
-    do_log_impressions([
-        ServedRecord(
-            request_id=request_id, served_at=when, endpoint="user", user_id=user, variant=variant,
-            policy="fair", model_version="v1", fallback="", item_pks=tuple(by_id[i] for i in items),
-            item_ids=tuple(items), segments="".join("h" if i in "ab" else "t" for i in items),
-        )
-    ])
-    return request_id
 
 
 @pytest.fixture
