@@ -5,7 +5,8 @@
     python bench/serving.py --ann-min-cells 1 ...  # serve from the hnswlib graph instead of exact search
 
 Builds a fresh PostgreSQL database with a synthetic catalog and behaviour log (COPY), writes
-a model artifact with random vectors and activates it, then measures:
+a model artifact with random vectors and activates it, settles the database (VACUUM ANALYZE,
+CHECKPOINT: no autovacuum pass or timed checkpoint in the middle of the figures), then measures:
 
 * the bare floor: one user vector times every item vector and a numpy top-20;
 * the service in process (``recommend_for_user``: history query, candidates, policy, reasons,
@@ -16,7 +17,9 @@ a model artifact with random vectors and activates it, then measures:
   ``requests`` library spent about 1 ms on the same two cores the server needs):
   - one connection, one request at a time: the latency of an unloaded server;
   - an open loop at ``--rate`` requests/s (default 300, the target), scheduled on the clock
-    whatever the answers do, so slow answers queue up as they would in production;
+    whatever the answers do, so slow answers queue up as they would in production; each
+    latency runs from the request's scheduled time (``--trace PATH`` writes every request's
+    due, sent and answered times and its Server-Timing, to find stalls);
   - a closed loop of ``--clients`` connections as fast as they go: the saturated throughput,
     and the CPU each request cost the workers, PostgreSQL and the client (from /proc).
   The server is gunicorn's ``gthread`` worker by default (keep-alive; ``sync`` closes every
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib.util
 import io
 import os
@@ -119,6 +123,25 @@ def build_shop(n_items: int, n_users: int, n_events: int, seed: int) -> None:
             ),
         )
         c.execute("ANALYZE")
+
+
+def settle_database() -> None:
+    """VACUUM ANALYZE and a CHECKPOINT before anything is timed.
+
+    A freshly bulk-loaded table (a million events by COPY) is due an autovacuum pass (the
+    insert threshold) and its first writes set hint bits; left alone, that work and the
+    next timed checkpoint land in the middle of the measurement (PostgreSQL shares the
+    two cores with the server and the client). With ``--reuse`` it also settles the
+    impressions earlier runs wrote.
+    """
+    from django.db import connection
+
+    with connection.cursor() as c:  # autocommit: VACUUM cannot run inside a transaction
+        c.execute("VACUUM (ANALYZE)")
+        try:
+            c.execute("CHECKPOINT")
+        except Exception as exc:  # needs superuser or pg_checkpoint; the figures are noisier without
+            print(f"no CHECKPOINT before measuring ({exc}); grant pg_checkpoint to the bench user", file=sys.stderr)
 
 
 def write_model(root: Path, dim: int, seed: int) -> None:
@@ -311,20 +334,21 @@ async def open_loop(host: str, port: int, headers: dict, paths: list[str], rate:
     """Request i is due at ``i / rate`` s whatever earlier answers did; its latency runs from then.
 
     A request that finds every connection busy waits for one, and that wait counts (it is the
-    queue a slow server builds); only the client's own timer lateness is left out.
+    queue a slow server builds); so does the client's own lateness in sending it (the clock is
+    the schedule, not the send: a stalled load generator must not hide a stalled server).
+    The connections are opened (one request each, not timed) before the schedule starts, and
+    one dispatcher starts each request when it is due: creating 2,000 sleeping tasks at once
+    made the first ~30 requests 20-90 ms late, a burst that alone was 1.7% of the requests.
     """
     out = LoadResult()
     loop = asyncio.get_running_loop()
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     conns = [Connection(host, port, headers) for _ in range(connections)]
+    await asyncio.gather(*(_get(conn, paths[0]) for conn in conns))
     for conn in conns:
         pool.put_nowait(conn)
-    start = loop.time() + 0.05
 
-    async def one(i: int, path: str) -> None:
-        delay = start + i / rate - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async def one(due: float, path: str) -> None:
         woke = loop.time()
         conn = await pool.get()
         try:
@@ -332,12 +356,29 @@ async def open_loop(host: str, port: int, headers: dict, paths: list[str], rate:
         finally:
             pool.put_nowait(conn)
         done = loop.time()
-        out.latency.append(done - woke)
+        out.latency.append(done - due)
         out.server_ms.append(server)
         out.errors += status != 200
-        out.trace.append((start + i / rate, woke, done, server))
+        out.trace.append((due, woke, done, server))
 
-    await asyncio.gather(*(one(i, p) for i, p in enumerate(paths)))
+    # A full collection of this process (numpy, Django, 2,000 tasks) takes ~75 ms: one landed
+    # near the end of every run and stalled the client; collect now, then not while timing.
+    gc.collect()
+    gc.disable()
+    tasks = set()
+    start = loop.time() + 0.05
+    try:
+        for i, path in enumerate(paths):
+            due = start + i / rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(one(due, path))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        await asyncio.gather(*tasks)
+    finally:
+        gc.enable()
     out.wall = loop.time() - start
     for conn in conns:
         conn.close()
@@ -420,6 +461,7 @@ def main() -> None:
         artifacts = Path(tempfile.mkdtemp(prefix="bench-serving-"))
         write_model(artifacts, args.dim, args.seed)
         make_policy()
+    settle_database()
     setup_s = time.perf_counter() - t0
 
     from rest_framework.test import APIClient
@@ -512,9 +554,12 @@ def main() -> None:
         saturated.row(f"{server}, {args.clients} connections flat out", floor_p50),
     ]
     errors = single.errors + opened.errors + saturated.errors
+    late = [w - d for d, w, _, _ in opened.trace]
     print(f"machine: {machine()}; load average (1 min) {load_avg:.2f} during the HTTP runs; "
           f"{args.items:,} items, {args.users:,} users, {args.events:,} events, d={args.dim}; "
-          f"setup {setup_s:.0f} s, first request (load) {load_s * 1000:.0f} ms; HTTP errors: {errors}")
+          f"setup {setup_s:.0f} s, first request (load) {load_s * 1000:.0f} ms; HTTP errors: {errors}; "
+          f"open loop: the client sent p50 {pct(late, 50):.2f} ms / p99 {pct(late, 99):.2f} ms after the schedule "
+          f"(counted in its latencies)")
     print_table(
         "Personalised top-20 with the full policy (client: what the caller saw; server: Server-Timing of the view)",
         ["path", "client p50 ms", "client p99 ms", "server p50 ms", "server p99 ms", "req/s", "p50 / floor"], rows,
@@ -549,6 +594,7 @@ def main() -> None:
         "server_p50_ms": rows[-2][3], "server_p99_ms": rows[-2][4],
         "unloaded_p50_ms": pct(single.latency, 50), "unloaded_p99_ms": pct(single.latency, 99),
         "offered_rps": args.rate, "achieved_rps_open_loop": opened.rate,
+        "client_send_late_p50_ms": pct(late, 50), "client_send_late_p99_ms": pct(late, 99),
         "targets": targets, "targets_met": met, "load_average_1min": load_avg, "cpu_ms_per_request": cpu_ms,
         "server": server, "machine": machine(), "items": args.items, "users": args.users, "events": args.events,
         "dim": args.dim, "requests": args.requests, "http_errors": errors, "load_ms": load_s * 1000,
