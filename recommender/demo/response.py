@@ -33,10 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import synthetic
-from .synthetic import DAY, DEFAULT_VOCABULARY, Vocabulary
-
-_ITEM_PREFIX = "demo-i"
-_USER_PREFIX = "demo-u"
+from .synthetic import DAY, DEFAULT_VOCABULARY, Vocabulary, item_number, user_number
 
 
 @dataclass(frozen=True)
@@ -111,20 +108,9 @@ def build_world(
     )
 
 
-def item_index(external_id: str) -> int | None:
-    """Item number of a demo item id ("demo-i00012" -> 12), None for any other id."""
-    return _number(external_id, _ITEM_PREFIX)
-
-
-def user_index(external_id: str) -> int | None:
-    """Shopper number of a demo user id ("demo-u00012" -> 12), None for any other id."""
-    return _number(external_id, _USER_PREFIX)
-
-
-def _number(external_id: str, prefix: str) -> int | None:
-    if not external_id.startswith(prefix) or not external_id[len(prefix):].isdigit():
-        return None
-    return int(external_id[len(prefix):])
+# Demo ids back to the generator's numbers (one definition of the id format, in synthetic.py).
+item_index = item_number
+user_index = user_number
 
 
 @dataclass(frozen=True)

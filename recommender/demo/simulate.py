@@ -42,6 +42,7 @@ from ..serving.impressions import ServedRecord, do_log_impressions
 from ..serving.services import recommend_for_user
 from . import synthetic
 from .response import ResponseModel, ShopWorld, build_world, item_index, user_index
+from .synthetic import ITEM_ID_PREFIX, USER_ID_PREFIX
 
 #: The demo experiment's name (``simulate_traffic --experiment`` without a name).
 DEMO_EXPERIMENT = "Fair exposure vs no boost"
@@ -170,7 +171,7 @@ def _create_experiment(name: str) -> Experiment:
 
 def check_world(world: ShopWorld) -> dict[str, int]:
     """External id -> pk of the demo items, after checking that ``world`` is the shop in the database."""
-    pks = dict(Item.objects.filter(external_id__startswith="demo-i").values_list("external_id", "pk"))
+    pks = dict(Item.objects.filter(external_id__startswith=ITEM_ID_PREFIX).values_list("external_id", "pk"))
     if not pks:
         raise SimulationError("There is no synthetic demo shop in the database; run manage.py seed_demo first.")
     p = world.params
@@ -215,7 +216,7 @@ def do_simulate_traffic(
     world = build_world(n_items=shop.items, n_users=shop.users, weeks=shop.weeks, seed=shop.seed)
     pks = check_world(world)
     shoppers = sorted(
-        i for i in (user_index(e) for e in ShopUser.objects.filter(external_id__startswith="demo-u")
+        i for i in (user_index(e) for e in ShopUser.objects.filter(external_id__startswith=USER_ID_PREFIX)
                     .values_list("external_id", flat=True))
         if i is not None and i < world.n_users
     )

@@ -174,14 +174,33 @@ class SyntheticShop:
         return counts
 
 
+ITEM_ID_PREFIX = "demo-i"
+USER_ID_PREFIX = "demo-u"
+
+
 def item_external_id(index: int) -> str:
     """The demo's id of item ``index``: namespaced so that demo rows can be found and removed."""
-    return f"demo-i{index:05d}"
+    return f"{ITEM_ID_PREFIX}{index:05d}"
 
 
 def user_external_id(index: int) -> str:
     """The demo's id of shopper ``index``."""
-    return f"demo-u{index:05d}"
+    return f"{USER_ID_PREFIX}{index:05d}"
+
+
+def item_number(external_id: str) -> int | None:
+    """The inverse of :func:`item_external_id` ("demo-i00012" -> 12); None for any other id."""
+    return _number(external_id, ITEM_ID_PREFIX)
+
+
+def user_number(external_id: str) -> int | None:
+    """The inverse of :func:`user_external_id`; None for any other id."""
+    return _number(external_id, USER_ID_PREFIX)
+
+
+def _number(external_id: str, prefix: str) -> int | None:
+    rest = external_id[len(prefix):] if external_id.startswith(prefix) else ""
+    return int(rest) if rest.isdigit() else None
 
 
 DEMO_PREFIX = "demo-"
@@ -502,5 +521,7 @@ __all__ = [
     "Vocabulary",
     "generate_shop",
     "item_external_id",
+    "item_number",
     "user_external_id",
+    "user_number",
 ]
