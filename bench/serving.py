@@ -386,11 +386,12 @@ async def open_loop(host: str, port: int, headers: dict, paths: list[str], rate:
 
 
 #: What the server inherits from this process beyond ``bench_env`` (e.g. ``--ann-min-cells``).
-_SERVER_ENV = ("DJANGO_SETTINGS_MODULE", "BENCH_ANN_MIN_CELLS")
+_SERVER_ENV = ("DJANGO_SETTINGS_MODULE", "BENCH_ANN_MIN_CELLS", "BENCH_NO_IMPRESSIONS")
 
 
 @contextmanager
-def gunicorn_server(url: str, workers: int, worker_class: str, threads: int, connections: int):
+def gunicorn_server(url: str, workers: int, worker_class: str, threads: int, connections: int,
+                    worker_trace: str | None = None):
     """gunicorn on loopback with the given worker class; yields (port, process).
 
     ``connections`` caps the keep-alive connections one gthread worker holds: without a cap
@@ -398,11 +399,17 @@ def gunicorn_server(url: str, workers: int, worker_class: str, threads: int, con
     worker idles (measured here: 227 req/s on one worker, the other's RSS never grew).
     """
     port = free_port()
+    env = {**bench_env(url), **{k: os.environ[k] for k in _SERVER_ENV if k in os.environ}}
+    traced = []
+    if worker_trace:
+        Path(worker_trace).write_text("pid\twhat\tstart_s\tend_s\n")
+        traced = ["-c", str(REPO / "bench" / "gunicorn_trace.py")]
+        env["BENCH_WORKER_TRACE"] = str(Path(worker_trace).resolve())
     proc = subprocess.Popen(
-        [PY, "-m", "gunicorn", "shop_recs.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        [PY, "-m", "gunicorn", *traced, "shop_recs.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
          "--worker-class", worker_class, "--threads", str(threads), "--keep-alive", "30",
          "--worker-connections", str(connections), "--timeout", "120", "--log-level", "warning"],
-        cwd=REPO, env={**bench_env(url), **{k: os.environ[k] for k in _SERVER_ENV if k in os.environ}},
+        cwd=REPO, env=env,
     )
     try:
         for _ in range(300):
@@ -440,10 +447,14 @@ def main() -> None:
     ap.add_argument("--ann-min-cells", type=int, default=None,
                     help="serve with this SERVING_ANN_MIN_CELLS (e.g. 1: the hnswlib graph at any size); "
                          "default: the project's setting")
+    ap.add_argument("--no-impressions", action="store_true",
+                    help="do not write served lists (shows what impression logging costs; not the product's behaviour)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reuse", action="store_true", help="measure the database of a previous run again (no rebuild)")
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--trace", help="write the open loop's requests here (TSV: due, sent, answered s; server ms)")
+    ap.add_argument("--worker-trace", help="write each worker's garbage collections, refreshes and impression "
+                                           "writes here (TSV on the same clock as --trace; bench/gunicorn_trace.py)")
     args = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -452,7 +463,9 @@ def main() -> None:
     url = args.database_url if args.reuse else fresh_database(args.database_url)
     os.environ.update(bench_env(url))
     if args.ann_min_cells is not None:
-        os.environ.update(DJANGO_SETTINGS_MODULE="bench.ann_settings", BENCH_ANN_MIN_CELLS=str(args.ann_min_cells))
+        os.environ.update(DJANGO_SETTINGS_MODULE="bench.serving_settings", BENCH_ANN_MIN_CELLS=str(args.ann_min_cells))
+    if args.no_impressions:
+        os.environ.update(DJANGO_SETTINGS_MODULE="bench.serving_settings", BENCH_NO_IMPRESSIONS="1")
     import django
 
     django.setup()
@@ -523,8 +536,11 @@ def main() -> None:
     paths = [f"/api/v1/recommendations/users/user-{j}?k=20" for j in user_rows]
     server = f"gunicorn {args.worker_class} x{args.workers}" + (f"x{args.threads}t" if args.threads > 1 else "")
     server += ", hnswlib graph" if uses_graph else ", exact search"
+    if args.no_impressions:
+        server += ", impressions NOT logged"
     per_worker = -(-args.clients // args.workers)  # the client pool spread evenly over the workers
-    with gunicorn_server(url, args.workers, args.worker_class, args.threads, per_worker) as (port, proc):
+    with gunicorn_server(url, args.workers, args.worker_class, args.threads, per_worker,
+                         args.worker_trace) as (port, proc):
         # Every worker loads the version and its catalog before anything is timed.
         asyncio.run(closed_loop("127.0.0.1", port, headers, paths[:200], args.clients))
         _wait_idle(_children(proc.pid))  # e.g. each worker building its ANN graph

@@ -69,6 +69,12 @@ DEFAULTS: dict[str, Any] = {
     # BLAS threads of a serving process (None leaves it alone): a matrix-vector product gains
     # nothing from more, and workers' BLAS threads fighting over cores wreck p99.
     "SERVING_BLAS_THREADS": 1,
+    # After a process loads its first model version (and after each swap), move every object
+    # alive then (Django, the app's modules, the loaded catalogs) out of the garbage
+    # collector's sight (gc.freeze). A full collection otherwise walks them all: ~90k objects,
+    # 90-330 ms of a frozen worker every few seconds under load (bench/serving.py
+    # --worker-trace); after the freeze it walks only what requests allocated since.
+    "SERVING_GC_FREEZE": True,
     # A user's most recent events read per request (their history for fallbacks and reasons).
     "SERVING_HISTORY_EVENTS": 50,
     # Items created this recently are tagged "new item".

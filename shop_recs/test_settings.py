@@ -19,3 +19,7 @@ STORAGES = {
 }
 SESSION_COOKIE_SECURE = False
 CSRF_COOKIE_SECURE = False
+# The suite loads the serving state hundreds of times in one process: freezing the collector's
+# view at each load would keep every test's leftovers. tests/integration/test_serving_gc.py
+# turns it on for the behaviour itself.
+RECOMMENDER = {**RECOMMENDER, "SERVING_GC_FREEZE": False}  # noqa: F405

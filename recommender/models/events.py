@@ -52,6 +52,17 @@ class Event(models.Model):
             # Kept whole: erasing a shopper, and the foreign key check of any ShopUser delete,
             # must find their impressions.
             models.Index(fields=["user", "timestamp"], name="rec_event_user_time"),
+            # A shopper's latest events without impressions, read on every personalised request:
+            # the covering columns make it an index-only scan of one or two pages, however many
+            # lists the shopper has been shown (measured on 1M events: the history query's p50
+            # 0.6-0.8 -> 0.4 ms, p99 2.0 -> 0.9 ms). Impression writes do not maintain it.
+            # SQLite (the demo) builds it without the INCLUDE part.
+            models.Index(
+                fields=["user", "timestamp"],
+                include=["item", "event_type"],
+                condition=~models.Q(event_type=EventType.IMPRESSION),
+                name="rec_event_user_history",
+            ),
             # Kept whole for the same reason: without it the foreign key check of deleting an
             # Item scans the table once per item (measured: 94 ms per item at 1M events), which
             # turns a bulk delete (seed_demo --reset, the admin) into minutes. Leaving

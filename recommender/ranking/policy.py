@@ -76,12 +76,13 @@ from the policy); ``tail quota`` (the position was reserved for a tail item and 
 item otherwise was head); ``exploration`` (an exploration position took this never-shown
 item); ``diversity`` (MMR chose it over a higher-scored item); ``promoted`` / ``demoted``
 (active promotions add up to a positive / negative boost); ``long-tail boost`` (a tail
-item while ``tail_boost > 0``); ``spread across the long tail`` (a tail item at a position
-where the list without spreading has another item).
+item while ``tail_boost > 0``); ``spread across the long tail`` (a tail item holding a place
+in the policy order that another item held without spreading; without MMR and exploration,
+exactly the positions where the list without spreading has another item).
 
 Cost. One stable argsort of the candidates and a few gathers, then ``k`` greedy steps of
 O(n) each, plus an (n, d) matrix-vector product per step with diversity on. Spreading adds
-a sort of the tail candidates and a second greedy fill (for the reason above). Run the
+a sort of the tail candidates. Run the
 serving process with one BLAS thread: the products are too small to gain from more.
 """
 from __future__ import annotations
@@ -647,19 +648,17 @@ def rerank(
     # Pool: everything else, by policy score (stable: ties keep model-score order).
     keep = np.flatnonzero(~pin_in_pool)
     keep = keep[np.argsort(-adj[keep], kind="stable")]
-    plain, keep0 = adj, keep
+    keep0 = keep
     if policy.exposure_spreading > 0:
         adj, keep = _spread(adj, keep, is_tail & (promo == 0), items, catalog, policy, seed)
     order = _fill(keep, adj, is_tail, items, catalog, policy, pins, k - len(pins))
     spread_at: set[int] = set()
     if keep is not keep0:
-        # The list without spreading, to say where spreading put a different tail item.
-        order0 = _fill(keep0, plain, is_tail, items, catalog, policy, pins, k - len(pins))
-        without = [int(keep0[j]) for j, _ in order0]
-        spread_at = {
-            p for p, (j, _) in enumerate(order)
-            if is_tail[keep[j]] and (p >= len(without) or without[p] != int(keep[j]))
-        }
+        # Spreading only trades places in the policy order among its members: a pick says so
+        # when, without spreading, another item held its place in that order. Without MMR and
+        # exploration that is exactly where the list without spreading differs (property-
+        # tested); it costs a comparison per pick instead of a second greedy fill.
+        spread_at = {p for p, (j, _) in enumerate(order) if keep[j] != keep0[j]}
 
     # Assemble: pins then the greedy picks.
     picked_src = pin_src + [int(keep[j]) for j, _ in order]
@@ -794,6 +793,11 @@ def _fill(
     tail_left = int(tail.sum())
     tail_count = int((~catalog.is_head[pins]).sum()) if len(pins) else 0
     start = len(pins)
+    # The best available item, and the best available tail item, are the first ones left in
+    # ``keep`` (sorted by policy score): two cursors in plain Python, not an argmax per step.
+    taken_py = [False] * m
+    tail_at = np.flatnonzero(tail).tolist()
+    first = first_tail = 0
 
     if lam > 0:
         unit = _unit_rows(catalog.vectors[items[keep]])
@@ -804,43 +808,49 @@ def _fill(
         if len(pins):
             pin_sim = unit @ _unit_rows(catalog.vectors[pins]).T
             np.maximum(max_sim, pin_sim.max(axis=1), out=max_sim)
-        base = (1.0 - lam) * adj[keep]
-        taken = np.zeros(m)  # 0, or -inf once placed: added to the MMR value
+        base = (1.0 - lam) * adj[keep]  # minus inf once placed
         head_out = np.where(tail, 0.0, -np.inf)  # added when the quota wants a tail item
-        mmr = np.empty(m)
+        mmr = np.empty(m)  # the MMR value: base - lam * max_sim
+        np.multiply(max_sim, -lam, out=mmr)
+        mmr += base
 
     picks: list[tuple[int, tuple[str, ...]]] = []
     for pos in range(start, start + slots):
         why: list[str] = []
         forced = tail_left > 0 and tail_count < math.floor(share * (pos + 1) + EPS)
+        while taken_py[first]:
+            first += 1
+        if forced:
+            while taken_py[tail_at[first_tail]]:
+                first_tail += 1
+        best = tail_at[first_tail] if forced else first  # by policy score alone
         j = -1
         if pos in explore:
             fresh = (avail & tail if forced else avail) & never
             if fresh.any():
                 j = int(fresh.argmax())  # by policy score, not MMR: the slot is for learning
                 why.append(REASON_EXPLORATION)
-        # keep is sorted by policy score, so the first available item is the best one.
         if lam > 0:
-            np.multiply(max_sim, -lam, out=mmr)
-            mmr += base
-            mmr += taken
             free = int(mmr.argmax())
             if j < 0:
                 j = int((mmr + head_out).argmax()) if forced else free
-                if j != int((avail & tail).argmax() if forced else avail.argmax()):
+                if j != best:
                     why.append(REASON_DIVERSITY)
         else:
-            free = int(avail.argmax())
+            free = first
             if j < 0:
-                j = int((avail & tail).argmax()) if forced else free
+                j = best
         if forced and not tail[free]:
             why.insert(0, REASON_TAIL_QUOTA)
         picks.append((j, tuple(why)))
         avail[j] = False
+        taken_py[j] = True
         if tail[j]:
             tail_count += 1
             tail_left -= 1
-        if lam > 0:
-            taken[j] = -np.inf
+        if lam > 0 and pos + 1 < start + slots:
+            base[j] = -np.inf
             np.maximum(max_sim, unit @ unit[j], out=max_sim)
+            np.multiply(max_sim, -lam, out=mmr)
+            mmr += base
     return picks

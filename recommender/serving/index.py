@@ -195,7 +195,9 @@ class VectorIndex:
             if not file.exists():
                 raise IndexUnavailable(f"{file} is missing: the artifact of {name!r} is incomplete.")
             try:
-                arrays[stem] = np.load(file, mmap_mode="r", allow_pickle=False)
+                # A plain ndarray view of the map: indexing a np.memmap costs twice as much
+                # (its __array_finalize__ per result), and that is paid on every request.
+                arrays[stem] = np.asarray(np.load(file, mmap_mode="r", allow_pickle=False))
             except (OSError, ValueError) as exc:
                 raise IndexUnavailable(f"{file} cannot be read: {exc}.") from exc
         meta_file = path / "meta.json"

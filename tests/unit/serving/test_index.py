@@ -56,7 +56,9 @@ def test_load_memory_maps_the_artifact(tmp_path):
     for stem in ("item_vectors", "item_pks", "user_vectors", "user_pks"):
         np.save(tmp_path / f"{stem}.npy", getattr(src, stem))
     index = VectorIndex.load(tmp_path, "v")
-    assert isinstance(index.item_vectors, np.memmap)
+    # A view of the file's pages (shared between processes), not a private copy.
+    assert isinstance(index.item_vectors.base, np.memmap) and not index.item_vectors.flags.owndata
+    assert not index.item_vectors.flags.writeable
     q = np.ones(16, np.float32)
     np.testing.assert_array_equal(index.search(q, 10)[0], src.search(q, 10)[0])
 
