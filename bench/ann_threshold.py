@@ -2,6 +2,8 @@
 
     python bench/ann_threshold.py [--sizes 20000,50000,100000,200000] [--dims 64,128]
                                   [--queries 300] [--json PATH]
+                                  [--faiss-sizes 100000x64,200000x128] [--nprobes 8,16,32]
+                                  [--tables threshold,tail,blocking,faiss]
 
 For each catalog (clustered random vectors, as bench/serving.py writes them: 50 centres plus
 noise) it builds the graph exactly as serving does (``VectorIndex(..., ann_min_cells=1)``:
@@ -22,6 +24,12 @@ vectors scaled by 1.6, so the top 200 hold no tail items and the back-up always 
 n_tail=100: exact path vs graph path, and hnswlib's ``filter=`` as the rejected alternative.
 A third times exact searches in the main thread while a graph builds in the background
 (hnswlib releases the GIL while it adds items: the cost is a busy core, not a blocked worker).
+
+A fourth table (when faiss-cpu is installed; else one line says it is not) compares the libraries
+on the same vectors and queries (--faiss-sizes): exact numpy, hnswlib HNSW (reusing the first
+table's graph), faiss IndexHNSWFlat (M=16, efConstruction=100, efSearch=256) and faiss
+IndexIVFFlat (nlist ~ 4 sqrt(n), one row per --nprobes), all inner product, one thread, one
+top-200 query at a time: p50/p99, recall@200 and exact top-20 found, build s, serialized MB.
 """
 from __future__ import annotations
 
@@ -82,7 +90,9 @@ def timed(fn, queries: np.ndarray) -> tuple[list[float], list]:
     return times, out
 
 
-def threshold_rows(sizes: list[int], dims: list[int], n_queries: int, seed: int) -> list[list]:
+def threshold_rows(sizes: list[int], dims: list[int], n_queries: int, seed: int,
+                   keep: dict | None = None) -> list[list]:
+    """``keep``: {(n, d): None} whose graphs (hnswlib index, build s, MB) are kept for the faiss table."""
     rows = []
     for d in dims:
         for n in sizes:
@@ -102,6 +112,8 @@ def threshold_rows(sizes: list[int], dims: list[int], n_queries: int, seed: int)
                 n, d, f"{n * d / 1e6:.1f}M", pct(t_exact, 50), pct(t_exact, 99), pct(t_graph, 50), pct(t_graph, 99),
                 pct(t_exact, 50) / pct(t_graph, 50), float(rec200), float(rec20), build_s, graph_mb(graph),
             ])
+            if keep is not None and (n, d) in keep:
+                keep[n, d] = (graph._ann, build_s, rows[-1][-1])
             print(f"  {n} x {d}: done", file=sys.stderr, flush=True)
             del graph
     return rows
@@ -171,14 +183,95 @@ def build_blocking_rows(n_queries: int, seed: int) -> list[list]:
             ["while a graph builds in a thread", pct(t_busy, 50), pct(t_busy, 99), len(t_busy)]]
 
 
+def faiss_rows(shapes: list[tuple[int, int]], nprobes: list[int], n_queries: int, seed: int,
+               graphs: dict | None = None) -> list[list]:
+    """hnswlib vs faiss (HNSW and IVF) on the same catalogs and queries, raw library calls, one thread.
+
+    ``graphs``: hnswlib graphs the threshold table already built on the same vectors (same
+    seed, same parameters), reused instead of building them again.
+    """
+    import faiss
+    import hnswlib
+
+    faiss.omp_set_num_threads(1)
+    rows = []
+    for n, d in shapes:
+        rng = np.random.default_rng(seed)
+        centers = rng.normal(size=(50, d)).astype(np.float32)
+        items, queries = clustered(n, d, rng, centers), clustered(n_queries, d, rng, centers)
+        exact = VectorIndex("exact", items, np.arange(n, dtype=np.int64))
+        shape = f"{n // 1000}k x {d}"
+
+        def measure(name: str, fn, build_s: float, mb: float) -> None:
+            for q in queries[:20]:  # warm up
+                fn(q)
+            t, got = timed(fn, queries)
+            rec200 = np.mean([len(set(a.tolist()) & set(b.tolist())) / N for a, b in zip(r_exact, got)])
+            rec20 = np.mean([len(set(a[:20].tolist()) & set(b.tolist())) / 20 for a, b in zip(r_exact, got)])
+            rows.append([shape, name, pct(t, 50), pct(t, 99), float(rec200), float(rec20), build_s, mb])
+
+        for q in queries[:20]:
+            exact.search(q, N)
+        t_exact, r_exact = timed(lambda q: exact.search(q, N)[0], queries)
+        rows.append([shape, "exact numpy (MB: the shared vectors)", pct(t_exact, 50), pct(t_exact, 99), 1.0, 1.0,
+                     0.0, items.nbytes / 2**20])
+
+        if (graphs or {}).get((n, d)) is not None:
+            hn, build_s, mb = graphs.pop((n, d))
+        else:
+            t = time.perf_counter()
+            hn = hnswlib.Index(space="ip", dim=d)
+            hn.init_index(max_elements=n, ef_construction=100, M=16, random_seed=0)
+            hn.add_items(items, np.arange(n), num_threads=1)
+            hn.set_ef(256)
+            build_s = time.perf_counter() - t
+            with tempfile.TemporaryDirectory() as tmp:
+                hn.save_index(os.path.join(tmp, "h.bin"))
+                mb = os.path.getsize(os.path.join(tmp, "h.bin")) / 2**20
+        hn.set_num_threads(1)
+        measure("hnswlib HNSW M=16 ef=256", lambda q: hn.knn_query(q, k=N, num_threads=1)[0][0], build_s, mb)
+        del hn
+
+        t = time.perf_counter()
+        fh = faiss.IndexHNSWFlat(d, 16, faiss.METRIC_INNER_PRODUCT)
+        fh.hnsw.efConstruction = 100
+        fh.add(items)
+        fh.hnsw.efSearch = 256
+        build_s = time.perf_counter() - t
+        mb = faiss.serialize_index(fh).nbytes / 2**20
+        measure("faiss HNSWFlat M=16 ef=256", lambda q: fh.search(q[None], N)[1][0], build_s, mb)
+        del fh
+
+        nlist = int(round(4 * np.sqrt(n)))
+        t = time.perf_counter()
+        quantizer = faiss.IndexFlatIP(d)
+        ivf = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(items)  # faiss samples at most 256 x nlist training points
+        ivf.add(items)
+        build_s = time.perf_counter() - t
+        mb = faiss.serialize_index(ivf).nbytes / 2**20
+        for nprobe in nprobes:
+            ivf.nprobe = nprobe
+            measure(f"faiss IVFFlat nlist={nlist} nprobe={nprobe}", lambda q: ivf.search(q[None], N)[1][0],
+                    build_s, mb)
+        del ivf, quantizer
+        print(f"  faiss {n} x {d}: done", file=sys.stderr, flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="20000,50000,100000,200000")
     ap.add_argument("--dims", default="64,128")
     ap.add_argument("--queries", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--faiss-sizes", default="100000x64,200000x128",
+                    help="items x dim catalogs of the faiss table; empty to skip it")
+    ap.add_argument("--nprobes", default="8,16,32", help="faiss IVF nprobe values, one row each")
+    ap.add_argument("--tables", default="threshold,tail,blocking,faiss", help="which tables to run")
     ap.add_argument("--json")
     args = ap.parse_args()
+    tables = set(args.tables.split(","))
     try:
         import hnswlib  # noqa: F401
     except ImportError:
@@ -186,22 +279,44 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     dims = [int(s) for s in args.dims.split(",")]
     print(f"machine: {machine()}, hnswlib {version('hnswlib')}, one BLAS thread, top-{N}")
-    rows = threshold_rows(sizes, dims, args.queries, args.seed)
-    print_table(
-        "exact vs graph top-200 per query (ms)",
-        ["items", "dim", "cells", "exact p50", "exact p99", "graph p50", "graph p99", "speed-up p50",
-         "recall@200", "exact top-20 found", "build s", "graph MB"],
-        rows,
-    )
-    tails = tail_rows(args.queries, args.seed)
-    print_table(
-        "tail back-up, 100k x 64, head-biased model, n_tail=100 (ms)",
-        ["path", "p50", "p99", "back-up ran", "back-up recall of best 100 tail not in top", "tail in graph top-200 (median)"],
-        tails,
-    )
-    blocking = build_blocking_rows(args.queries, args.seed)
-    print_table("exact top-200 in the main thread (ms)", ["while", "p50", "p99", "queries"], blocking)
-    write_json(args.json, {"threshold": rows, "tail": tails, "blocking": blocking})
+    rows = tails = blocking = faiss_table = None
+    shapes = [tuple(int(x) for x in s.split("x")) for s in args.faiss_sizes.split(",") if s.strip()]
+    graphs = {shape: None for shape in shapes} if "faiss" in tables else None
+    if "threshold" in tables:
+        rows = threshold_rows(sizes, dims, args.queries, args.seed, keep=graphs)
+        print_table(
+            "exact vs graph top-200 per query (ms)",
+            ["items", "dim", "cells", "exact p50", "exact p99", "graph p50", "graph p99", "speed-up p50",
+             "recall@200", "exact top-20 found", "build s", "graph MB"],
+            rows,
+        )
+    if "tail" in tables:
+        tails = tail_rows(args.queries, args.seed)
+        print_table(
+            "tail back-up, 100k x 64, head-biased model, n_tail=100 (ms)",
+            ["path", "p50", "p99", "back-up ran", "back-up recall of best 100 tail not in top", "tail in graph top-200 (median)"],
+            tails,
+        )
+    if "blocking" in tables:
+        blocking = build_blocking_rows(args.queries, args.seed)
+        print_table("exact top-200 in the main thread (ms)", ["while", "p50", "p99", "queries"], blocking)
+    if "faiss" in tables and shapes:
+        try:
+            import logging
+
+            logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its notes on loading AVX2
+            import faiss  # noqa: F401
+        except ImportError:
+            print("\nfaiss is not installed (pip install faiss-cpu): the faiss table is skipped.")
+        else:
+            faiss_table = faiss_rows(shapes, [int(p) for p in args.nprobes.split(",")], args.queries, args.seed,
+                                     graphs)
+            print_table(
+                f"hnswlib vs faiss, one query at a time, top-{N}, one thread (ms; faiss {version('faiss-cpu')})",
+                ["catalog", "library / index", "p50", "p99", "recall@200", "exact top-20 found", "build s", "index MB"],
+                faiss_table,
+            )
+    write_json(args.json, {"threshold": rows, "tail": tails, "blocking": blocking, "faiss": faiss_table})
 
 
 if __name__ == "__main__":
