@@ -81,8 +81,9 @@ in the policy order that another item held without spreading; without MMR and ex
 exactly the positions where the list without spreading has another item).
 
 Cost. One stable argsort of the candidates and a few gathers, then ``k`` greedy steps of
-O(n) each, plus an (n, d) matrix-vector product per step with diversity on. Spreading adds
-a sort of the tail candidates. Run the
+O(n) each, plus an (n, d) matrix-vector product per step with diversity on; with diversity
+below 1 the candidates that provably no step can pick are dropped first (typically two thirds
+of them; the picks are the same). Spreading adds a sort of the tail candidates. Run the
 serving process with one BLAS thread: the products are too small to gain from more.
 """
 from __future__ import annotations
@@ -757,6 +758,36 @@ def _spread(
     return new_adj, new_keep
 
 
+def _mmr_reach(adj: np.ndarray, tail: np.ndarray, never: np.ndarray, slots: int, lam: float) -> np.ndarray:
+    """Positions (ascending) of a pool sorted by policy score that a greedy MMR step could pick.
+
+    An item's MMR value lies in ``[(1 - lam) adj - lam, (1 - lam) adj]`` (the clipped cosine
+    is in [0, 1]). If ``slots`` items score more than ``lam / (1 - lam)`` above it, one of them
+    is still free at each of the ``slots`` steps and beats it: it is never the free pick. The
+    same holds among tail items for the steps that must place one. Exploration and the
+    "first available" comparisons take the first never-shown / first items in pool order,
+    which are kept. So the greedy fill over the kept rows picks exactly what it picks over all.
+
+    Parameters
+    ----------
+    adj : (m,) float policy scores, non-increasing (the pool's order)
+    tail, never : (m,) bool tail item, never shown
+    slots : steps of the fill, 1 <= slots <= m
+    lam : MMR strength, 0 < lam < 1
+    """
+    # A little slack for rounding (float32 cosines can exceed 1 by an ulp).
+    gap = lam / (1.0 - lam) * (1.0 + 1e-5) + 1e-9
+    reach = adj >= adj[slots - 1] - gap
+    at = np.flatnonzero(tail)
+    if len(at) > slots:
+        reach[at] |= adj[at] >= adj[at[slots - 1]] - gap
+    else:
+        reach[at] = True
+    reach[np.flatnonzero(never)[:slots]] = True
+    reach[np.flatnonzero(never & tail)[:slots]] = True
+    return np.flatnonzero(reach)
+
+
 def _fill(
     keep: np.ndarray,
     adj: np.ndarray,
@@ -766,8 +797,13 @@ def _fill(
     policy: PolicyConfig,
     pins: np.ndarray,
     slots: int,
+    *,
+    prune: bool = True,
 ) -> list[tuple[int, tuple[str, ...]]]:
     """Greedy fill of the positions after the pins (step 4 of the module docstring).
+
+    With MMR on, the candidates no step can pick (:func:`_mmr_reach`) are left out first:
+    the same picks, on a few dozen rows instead of hundreds.
 
     Parameters
     ----------
@@ -785,6 +821,11 @@ def _fill(
     if slots <= 0:
         return []
     lam = policy.diversity if catalog.vectors is not None else 0.0
+    if prune and 0 < lam < 1 and m > 2 * slots:
+        reach = _mmr_reach(adj[keep], is_tail[keep], ~catalog.ever_shown[items[keep]], slots, lam)
+        if len(reach) < m:
+            picks = _fill(keep[reach], adj, is_tail, items, catalog, policy, pins, slots, prune=False)
+            return [(int(reach[j]), why) for j, why in picks]
     share = policy.min_tail_share
     explore = policy._explore
     tail = is_tail[keep]
