@@ -31,4 +31,4 @@ def api(client_for) -> APIClient:
 
 
 # Fixtures of the serving tests (a fixed clock, fast refresh settings), shared by every module.
-from .serving_data import clock, serving_settings  # noqa: E402,F401
+from .serving_data import clock, model, serving_settings  # noqa: E402,F401

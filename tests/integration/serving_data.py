@@ -56,6 +56,13 @@ def serving_settings(settings, tmp_path):
 
 
 @pytest.fixture
+def model(serving_settings, clock, tmp_path) -> ModelVersion:
+    """The small shop with an active hand-made version ``v1`` (modules may define their own)."""
+    make_shop()
+    return write_version(tmp_path / "artifacts", "v1")
+
+
+@pytest.fixture
 def clock(monkeypatch) -> FakeClock:
     fake = FakeClock()
     monkeypatch.setattr(state, "clock", fake)

@@ -8,18 +8,10 @@ from recommender.ranking.policy import REASON_SPREAD
 from recommender.serving import impressions
 from recommender.serving.policies import BUILT_IN
 
-from .serving_data import make_shop, write_version
-
 pytestmark = pytest.mark.django_db
 
 USER = "/api/v1/recommendations/users/{}"
 C1_USERS = ("u1", "u5", "u9")  # same taste (category c1), each their own seed
-
-
-@pytest.fixture
-def model(serving_settings, clock, tmp_path):
-    make_shop()
-    return write_version(tmp_path / "artifacts", "v1")
 
 
 def served(api, user: str, k: int = 4) -> tuple[list[str], list[list[str]]]:

@@ -10,17 +10,9 @@ from recommender.serving import impressions
 from recommender.serving.preview import PreviewError, clean_changes, preview_policy
 from recommender.serving.services import recommend_for_user
 
-from .serving_data import make_shop, write_version
-
 pytestmark = pytest.mark.django_db
 
 URL = "/admin/insights/policy-preview/"
-
-
-@pytest.fixture
-def model(serving_settings, clock, tmp_path):
-    make_shop()
-    return write_version(tmp_path / "artifacts", "v1")
 
 
 @pytest.fixture

@@ -12,17 +12,11 @@ from recommender.serving import impressions
 from recommender.serving.services import _HISTORY_LATERAL, _history
 from recommender.serving.state import get_state
 
-from .serving_data import make_shop, write_version
+from .serving_data import write_version
 
 pytestmark = pytest.mark.django_db
 
 USER = "/api/v1/recommendations/users/{}"
-
-
-@pytest.fixture
-def model(serving_settings, clock, tmp_path):
-    make_shop()
-    return write_version(tmp_path / "artifacts", "v1")
 
 
 def _explain(user_id: str) -> str:
