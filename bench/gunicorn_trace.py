@@ -17,20 +17,18 @@ import os
 import time
 
 _started: dict[str, float] = {}
+_file = None  # this worker's trace file, opened once after the fork
 
 
-def _writer():
-    path = os.environ["BENCH_WORKER_TRACE"]
-    fh = open(path, "a", buffering=1)  # line-buffered: one write() per event, appended atomically
-    pid = os.getpid()
-
-    def write(what: str, start: float, end: float) -> None:
-        fh.write(f"{pid}\t{what}\t{start:.6f}\t{end:.6f}\n")
-
-    return write
+def write(what: str, start: float, end: float) -> None:
+    global _file
+    if _file is None:
+        # Line-buffered: one write() per event, appended atomically next to the other workers'.
+        _file = open(os.environ["BENCH_WORKER_TRACE"], "a", buffering=1)
+    _file.write(f"{os.getpid()}\t{what}\t{start:.6f}\t{end:.6f}\n")
 
 
-def _timed(write, what: str, fn):
+def _timed(what: str, fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         start = time.monotonic()
@@ -43,8 +41,6 @@ def _timed(write, what: str, fn):
 
 
 def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
-    write = _writer()
-
     def on_gc(phase: str, info: dict) -> None:
         if phase == "start":
             _started["gc"] = time.monotonic()
@@ -55,10 +51,9 @@ def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
 
 
 def post_worker_init(worker):  # noqa: ARG001 - the application is imported by now
-    write = _writer()
     from recommender.serving import impressions
     from recommender.serving.state import ServingState
 
-    ServingState._refresh_catalogs = _timed(write, "refresh", ServingState._refresh_catalogs)
-    ServingState._swap = _timed(write, "swap", ServingState._swap)
-    impressions.flush = _timed(write, "flush", impressions.flush)
+    ServingState._refresh_catalogs = _timed("refresh", ServingState._refresh_catalogs)
+    ServingState._swap = _timed("swap", ServingState._swap)
+    impressions.flush = _timed("flush", impressions.flush)
