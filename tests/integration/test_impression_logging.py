@@ -20,6 +20,8 @@ from recommender.serving import catalog, impressions
 from recommender.serving.impressions import ServedRecord, do_log_impressions
 from tests.conftest import require_postgres
 
+from .pg_plans import explain, leave_only_index
+
 SERVED = datetime(2026, 3, 2, 9, 30, tzinfo=timezone.utc)
 
 
@@ -183,12 +185,6 @@ def test_the_portable_writer_stores_the_same_rows_as_the_postgresql_one(items):
     assert Event.objects.count() == 2 * 6
 
 
-def _plan(sql: str) -> str:
-    with connection.cursor() as cur:
-        cur.execute("EXPLAIN " + sql)
-        return "\n".join(r[0] for r in cur.fetchall())
-
-
 def test_attribution_lookups_can_use_the_request_index_that_leaves_impressions_out(items):
     require_postgres()
     from recommender.serving.reports import exposure_report
@@ -199,19 +195,15 @@ def test_attribution_lookups_can_use_the_request_index_that_leaves_impressions_o
         exposure_report(SERVED - timedelta(days=1), SERVED + timedelta(days=1))
     (sql,) = [q["sql"] for q in captured.captured_queries if '"request_id" IS NOT NULL' in q["sql"]]
     sql = sql[sql.index("SELECT"):]  # .iterator() reads through a server-side cursor
-    with connection.cursor() as cur:
-        # Only the partial index is left to read from (DDL rolls back with the test): a query
-        # whose WHERE clause does not imply its predicate would fall back to a sequential scan.
-        for name in ("rec_event_time", "rec_event_item_time", "rec_event_user_time", "rec_event_ingested",
-                     "rec_event_user_history"):
-            cur.execute(f"DROP INDEX {name}")
-        cur.execute("SET LOCAL enable_seqscan = off")
-    assert "rec_event_request_noimp" in _plan(sql), _plan(sql)
+    # Only the partial index is left to read from: a query whose WHERE clause does not imply
+    # its predicate falls back to a sequential scan.
+    leave_only_index("rec_event_request_noimp")
+    assert "rec_event_request_noimp" in explain(sql), explain(sql)
     clicks = f"SELECT item_id FROM recommender_event WHERE request_id = '{record.request_id}' AND event_type = 3"
-    assert "rec_event_request_noimp" in _plan(clicks)
+    assert "rec_event_request_noimp" in explain(clicks)
     # a list's impressions are never looked up through it
     shown = f"SELECT item_id FROM recommender_event WHERE request_id = '{record.request_id}' AND event_type = 7"
-    assert "rec_event_request_noimp" not in _plan(shown)
+    assert "rec_event_request_noimp" not in explain(shown)
 
 
 def test_impressions_stay_out_of_the_request_and_event_id_indexes_only(db):

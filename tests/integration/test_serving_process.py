@@ -5,13 +5,14 @@ import gc
 import uuid
 
 import pytest
-from django.db import connection
 
 from recommender.models import Event, EventType, ShopUser
 from recommender.serving import impressions
 from recommender.serving.services import _HISTORY_LATERAL, _history
 from recommender.serving.state import get_state
+from tests.conftest import require_postgres
 
+from .pg_plans import explain, leave_only_index
 from .serving_data import write_version
 
 pytestmark = pytest.mark.django_db
@@ -19,24 +20,8 @@ pytestmark = pytest.mark.django_db
 USER = "/api/v1/recommendations/users/{}"
 
 
-def _explain(user_id: str) -> str:
-    with connection.cursor() as cur:
-        # The test tables are tiny, so the planner's choice among indexes means little here.
-        # Leave only the partial index (the DDL rolls back with the test) and forbid the
-        # other plans: a query whose text does not imply the index's predicate, or that
-        # reads a column the index does not hold, then shows no index-only scan of it.
-        for name in ("rec_event_time", "rec_event_item_time", "rec_event_user_time", "rec_event_ingested",
-                     "rec_event_request_noimp"):
-            cur.execute(f"DROP INDEX {name}")
-        cur.execute("SET LOCAL enable_seqscan = off")
-        cur.execute("SET LOCAL enable_bitmapscan = off")
-        cur.execute("EXPLAIN " + _HISTORY_LATERAL, [50, user_id])
-        return "\n".join(r[0] for r in cur.fetchall())
-
-
 def test_history_query_reads_the_partial_covering_index_and_never_impressions(api, model):
-    if connection.vendor != "postgresql":
-        pytest.fail("the serving history query is PostgreSQL's (LATERAL); run the suite with DATABASE_URL")
+    require_postgres()  # the serving history query is PostgreSQL's (LATERAL)
     # u1 has been shown many lists: hundreds of impression rows newer than any of their events.
     for _ in range(15):
         assert api.get(USER.format("u1") + "?k=20").status_code == 200
@@ -44,7 +29,8 @@ def test_history_query_reads_the_partial_covering_index_and_never_impressions(ap
     user = ShopUser.objects.get(external_id="u1")
     assert Event.objects.filter(user=user, event_type=EventType.IMPRESSION).count() >= 200
 
-    plan = _explain("u1")
+    leave_only_index("rec_event_user_history")
+    plan = explain(_HISTORY_LATERAL, [50, "u1"])
     assert "Index Only Scan Backward using rec_event_user_history" in plan, plan
 
     space = get_state().current()[0]
