@@ -32,6 +32,7 @@ from ..models import EventType
 from ..ranking.policy import REASON_PINNED, RankedList, RequestFilters, rerank
 from . import impressions
 from .catalog import category_code, is_new
+from .db import prepared_cursor
 from .policies import PolicyRow, PolicySnapshot, Variant
 from .state import Space, get_state
 
@@ -229,7 +230,7 @@ _HISTORY_PORTABLE = (
 
 def _history(user_id: str, space: Space) -> tuple[int | None, np.ndarray, np.ndarray]:
     """(user pk or None, (m,) item indices, (m,) event codes) of the user's recent events, newest first."""
-    with connection.cursor() as cur:
+    with prepared_cursor() as cur:
         if connection.vendor == "postgresql":
             cur.execute(_HISTORY_LATERAL, [rec_settings.SERVING_HISTORY_EVENTS, user_id])
         else:

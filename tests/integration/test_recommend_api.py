@@ -525,3 +525,51 @@ def test_no_query_string_is_a_500(api, model):
                 assert r.json()["detail"]
 
     check()
+
+
+# --- the hot path's database and content negotiation -------------------------------------------
+
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cur:
+        cur.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cur.fetchall()]
+
+
+def test_the_history_query_is_prepared_once_per_connection(api, model, serving_settings):
+    from tests.conftest import require_postgres
+
+    require_postgres()
+    for user in ("u1", "u2", "u3"):
+        assert api.get(USER.format(user), {"k": 5}).status_code == 200
+    history = [s for s in _prepared_statements() if "LATERAL" in s]
+    assert len(history) == 1, _prepared_statements()  # one statement, reused by every request
+    # Django's own cursors (the ORM, the key lookup, this test's cursor) are not prepared.
+    assert all("recommender_apikey" not in s and "pg_prepared_statements" not in s for s in _prepared_statements())
+
+
+def test_the_history_query_is_not_prepared_when_switched_off(api, model, serving_settings):
+    from tests.conftest import require_postgres
+
+    require_postgres()
+    serving_settings.RECOMMENDER = {**serving_settings.RECOMMENDER, "SERVING_PREPARED_STATEMENTS": False}
+    before = len(_prepared_statements())
+    with CaptureQueriesContext(connection) as ctx:
+        assert api.get(USER.format("u1"), {"k": 5}).status_code == 200
+    # Bound on the client, as Django binds: the shopper's id is in the text PostgreSQL parses.
+    (history,) = [q["sql"] for q in ctx.captured_queries if "LATERAL" in q["sql"]]
+    assert "'u1'" in history
+    assert len(_prepared_statements()) == before
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", "application/json; indent=2", "text/*, application/*"])
+def test_json_is_served_for_any_accept_header_that_takes_it(api, model, accept):
+    extra = {} if accept is None else {"HTTP_ACCEPT": accept}
+    r = api.get(USER.format("u1"), {"k": 3}, **extra)
+    assert r.status_code == 200 and r["Content-Type"] == "application/json"
+    assert len(orjson.loads(r.content)["items"]) == 3
+
+
+def test_an_accept_header_without_json_is_406(api, model):
+    r = api.get(USER.format("u1"), {"k": 3}, HTTP_ACCEPT="text/html")
+    assert r.status_code == 406
+    assert "detail" in orjson.loads(r.content)
