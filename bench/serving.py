@@ -561,9 +561,11 @@ def main() -> None:
                 f"{d:.6f}\t{w:.6f}\t{e:.6f}\t{m:.3f}\n" for d, w, e, m in sorted(opened.trace)))
         workers = _children(proc.pid)
         db_name = url.rsplit("/", 1)[-1]
-        before = _cpu(workers), _cpu(_postgres_backends(db_name)), os.times()
+        backends, pg_other = _postgres_processes(db_name)
+        before = _cpu(workers), _cpu(backends), os.times(), _cpu(pg_other), _machine_busy()
         saturated = asyncio.run(closed_loop("127.0.0.1", port, headers, paths, args.clients))
-        after = _cpu(workers), _cpu(_postgres_backends(db_name)), os.times()
+        backends, pg_other = _postgres_processes(db_name)  # backends a worker opened meanwhile too
+        after = _cpu(workers), _cpu(backends), os.times(), _cpu(pg_other), _machine_busy()
         # Where the target rate overloads this machine, the same open loop at 60% of what it
         # served flat out: the latency a shopper sees at a load this box can carry.
         relative = None
@@ -576,9 +578,13 @@ def main() -> None:
     cpu_ms = {
         "gunicorn workers": _cpu_delta(before[0], after[0]) / n_sat * 1000,
         "PostgreSQL (this database)": _cpu_delta(before[1], after[1]) / n_sat * 1000,
+        "PostgreSQL, its other processes (WAL writer, autovacuum, ...)":
+            _cpu_delta(before[3], after[3]) / n_sat * 1000,
         "load generator (this process)": (
             (after[2].user + after[2].system) - (before[2].user + before[2].system)) / n_sat * 1000,
     }
+    # Everything the cores did, the kernel's network and interrupt work included.
+    machine_ms = (after[4] - before[4]) / n_sat * 1000
     opened_row = opened.row(f"{server}, open loop offered {args.rate:g} req/s", floor_p50)
     rows += [
         single.row(f"{server}, 1 connection (unloaded)", floor_p50),
@@ -603,7 +609,9 @@ def main() -> None:
     print_table("gunicorn workers", ["pid", "RSS MB", "PSS MB"], [[p, r, s] for p, r, s in mem])
     print_table(
         "CPU per request in the flat-out run (ms; 2 cores give 2,000 ms a second to share)",
-        ["process", "CPU ms / request"], [[k, v] for k, v in cpu_ms.items()] + [["total", sum(cpu_ms.values())]],
+        ["process", "CPU ms / request"],
+        [[k, v] for k, v in cpu_ms.items()] + [["total", sum(cpu_ms.values())],
+                                               ["whole machine (/proc/stat, kernel included)", machine_ms]],
     )
     if ann:
         print_table("Top-200 candidates: exact vs graph (exact top-20 among them: what the policy could miss)",
@@ -636,6 +644,7 @@ def main() -> None:
         },
         "client_send_late_p50_ms": pct(late, 50), "client_send_late_p99_ms": pct(late, 99),
         "targets": targets, "targets_met": met, "load_average_1min": load_avg, "cpu_ms_per_request": cpu_ms,
+        "machine_cpu_ms_per_request": machine_ms,
         "server": server, "machine": machine(), "items": args.items, "users": args.users, "events": args.events,
         "dim": args.dim, "requests": args.requests, "http_errors": errors, "load_ms": load_s * 1000,
         "rows": [
@@ -690,18 +699,29 @@ def _cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
     return sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
 
-def _postgres_backends(db_name: str) -> list[int]:
-    """Pids of the PostgreSQL backends connected to ``db_name`` (their title names the database)."""
-    out = []
+def _postgres_processes(db_name: str) -> tuple[list[int], list[int]]:
+    """Pids of (the PostgreSQL backends connected to ``db_name``, every other PostgreSQL process).
+
+    A backend's title names its database; the others are the WAL writer (it flushes the
+    impressions' asynchronous commits), the checkpointer, autovacuum and other databases' backends.
+    """
+    ours, other = [], []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode("latin-1")
             except OSError:
                 continue
-            if title.startswith("postgres:") and f" {db_name} " in title:
-                out.append(int(entry.name))
-    return out
+            if title.startswith("postgres:"):
+                (ours if f" {db_name} " in title else other).append(int(entry.name))
+    return ours, other
+
+
+def _machine_busy() -> float:
+    """CPU seconds all cores spent not idle so far (/proc/stat: every process, the kernel, interrupts)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _memory(pid: int) -> tuple[int, float, float]:

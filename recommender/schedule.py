@@ -20,6 +20,12 @@ BEAT_SCHEDULE = {
         "schedule": crontab(hour=3, minute=15),
         "options": {"expires": 3600},
     },
+    # Events whose shopper or item was deleted while they were written (no foreign key checks).
+    "recommender-sweep-orphan-events": {
+        "task": "recommender.sweep_orphan_events",
+        "schedule": 3600.0,
+        "options": {"expires": 3600},
+    },
     # Report count tables: today's partial day and any day touched by late events, every 15 minutes.
     "recommender-aggregate-reports": {
         "task": "recommender.aggregate_reports",

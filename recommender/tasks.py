@@ -78,3 +78,11 @@ def aggregate_reports(max_days: int = 400) -> dict:
     if result.remaining:  # a long backlog (first run over old history) continues in bounded steps
         aggregate_reports.apply_async(kwargs={"max_days": max_days}, countdown=1)
     return {"filled": len(result.filled), "reopened": len(result.reopened), "remaining": result.remaining}
+
+
+@shared_task(name="recommender.sweep_orphan_events", acks_late=True, expires=3600, ignore_result=True)
+def sweep_orphan_events() -> dict:
+    """Beat entry point: delete recent events whose shopper or item was deleted while they were written."""
+    from .ingestion.events import do_sweep_orphan_events
+
+    return {"deleted": do_sweep_orphan_events()}

@@ -1,18 +1,22 @@
 """Write behaviour events in bulk: resolve users and items, then one insert per batch."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import orjson
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from ..conf import settings as rec_settings
-from ..models import Event, Item, ShopUser
+from ..models import Event, EventType, ImpressionBatch, Item, ShopUser
 from .errors import FieldError, ValidationFailed
 from .items import check_batch_size
 from .validation import CleanEvent, validate_events
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,20 @@ ON CONFLICT DO NOTHING
 """
 
 
+# With impressions in the batch, its ImpressionBatch row too (how serving processes find them).
+_INSERT_LOGGED_SQL = f"""
+WITH added AS ({_INSERT_SQL.strip()}
+    RETURNING event_type
+), batch AS (
+    INSERT INTO recommender_impressionbatch (ingested_at, events)
+    SELECT %s, COUNT(*) FROM added WHERE event_type = {int(EventType.IMPRESSION)} HAVING COUNT(*) > 0
+)
+SELECT COUNT(*) FROM added
+"""
+
+
 def _insert_events(events: list[CleanEvent], users: dict[str, int], items: dict[str, int], now) -> int:
+    impressions = any(e.event_type == EventType.IMPRESSION for e in events)
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
             rows = [
@@ -159,8 +176,12 @@ def _insert_events(events: list[CleanEvent], users: dict[str, int], items: dict[
                 }
                 for e in events
             ]
-            cur.execute(_INSERT_SQL, [now, orjson.dumps(rows).decode()])
-            return cur.rowcount
+            payload = orjson.dumps(rows).decode()
+            if not impressions:
+                cur.execute(_INSERT_SQL, [now, payload])
+                return cur.rowcount
+            cur.execute(_INSERT_LOGGED_SQL, [now, payload, now])
+            return cur.fetchone()[0]
     before = Event.objects.count()
     Event.objects.bulk_create(
         [
@@ -174,7 +195,39 @@ def _insert_events(events: list[CleanEvent], users: dict[str, int], items: dict[
         ignore_conflicts=True,
         batch_size=500,
     )
+    if impressions:
+        added = Event.objects.filter(ingested_at=now, event_type=EventType.IMPRESSION).count()
+        if added:
+            ImpressionBatch.objects.create(ingested_at=now, events=added)
     return Event.objects.count() - before
+
+
+#: How far back the orphan sweep looks: a row can only become an orphan while it is being
+#: written (its writer resolved the ids a moment before a delete committed).
+ORPHAN_SWEEP_WINDOW = timedelta(hours=2)
+
+
+def do_sweep_orphan_events(since: datetime | None = None) -> int:
+    """Delete events ingested since ``since`` whose shopper or item no longer exists; returns how many.
+
+    The events table has no foreign key constraints (see ``Event.user``): every writer resolves
+    shoppers and items in the same statement or transaction, so a row only loses its shopper or
+    item when one is deleted while the row is being written (an erasure racing an impression
+    flush, say). Those rows are recent, so the hourly job reads ``ORPHAN_SWEEP_WINDOW`` through
+    the ``ingested_at`` index. Deleted impressions are logged so that serving processes recount.
+    """
+    since = since or timezone.now() - ORPHAN_SWEEP_WINDOW
+    orphans = Event.objects.filter(ingested_at__gte=since).filter(
+        ~Exists(ShopUser.objects.filter(pk=OuterRef("user_id"))) | ~Exists(Item.objects.filter(pk=OuterRef("item_id")))
+    )
+    with transaction.atomic():
+        shown = orphans.filter(event_type=EventType.IMPRESSION).count()
+        deleted, _ = orphans.delete()
+        if shown:
+            ImpressionBatch.objects.create(ingested_at=timezone.now(), events=-shown)
+    if deleted:
+        log.warning("deleted %d events whose shopper or item was deleted while they were written", deleted)
+    return deleted
 
 
 def do_erase_user(external_id: str) -> int | None:
@@ -183,6 +236,10 @@ def do_erase_user(external_id: str) -> int | None:
         user = ShopUser.objects.filter(external_id=external_id).first()
         if user is None:
             return None
+        shown = Event.objects.filter(user_id=user.pk, event_type=EventType.IMPRESSION).count()
         deleted, _ = Event.objects.filter(user_id=user.pk).delete()
         user.delete()
+        if shown:
+            # Serving processes recount their impression counts when they see this row.
+            ImpressionBatch.objects.create(ingested_at=timezone.now(), events=-shown)
     return deleted

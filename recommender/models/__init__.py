@@ -1,7 +1,7 @@
 """Database models: fields, constraints and indexes only; reads live in selectors/managers."""
 from .apikeys import APIKey
 from .catalog import Item, ShopUser
-from .events import Event, EventType
+from .events import Event, EventType, ImpressionBatch
 from .learning import InterestSegment, ItemEmbedding, TrainingRun, UserSegment
 from .modelversions import ModelVersion
 from .policy import ABVariant, Experiment, ExposurePolicy, ItemRule, Promotion, ServedList
@@ -10,6 +10,7 @@ from .reports import DailyItemCount, DailySegmentCount, DailyVariantUser, Report
 __all__ = [
     "ABVariant", "APIKey", "DailyItemCount", "DailySegmentCount", "DailyVariantUser", "Event", "EventType", "Experiment",
     "ExposurePolicy",
-    "InterestSegment", "Item", "ItemEmbedding", "ItemRule", "ModelVersion", "Promotion", "ReportDay", "Segment",
+    "ImpressionBatch", "InterestSegment", "Item", "ItemEmbedding", "ItemRule", "ModelVersion", "Promotion",
+    "ReportDay", "Segment",
     "ServedList", "ShopUser", "TrainingRun", "UserSegment", "WeeklyItemCount",
 ]

@@ -8,12 +8,13 @@ writes what is queued through :func:`do_log_impressions` at least every
 PostgreSQL ~0.4 ms a list (the inserts, seven event indexes, the deferred foreign-key checks;
 measured), so 75 lists at once (300 req/s over two workers, every 0.5 s) held one of two cores
 for 35-50 ms and requests queued behind it (the serving benchmark's p99 spikes, issue 4).
-Batches of ~16 lists spread the same work out (a fixed cost of ~2 ms a batch). The commit's
-WAL flush is ~1 ms of waiting, not of CPU, so it stays synchronous.
+Batches of ~16 lists spread the same work out (a fixed cost of ~2 ms a batch). The commit
+does not wait for the WAL flush (see :func:`_write_postgresql`).
 
 On PostgreSQL a batch is two statements whatever its size: one ensures the shoppers, one
 inserts the served lists (``ON CONFLICT (request_id) DO NOTHING``) and generates the impression
-events in SQL from the lists it actually inserted. That is the idempotency: a list already
+events in SQL from the lists it actually inserted, with the batch's ``ImpressionBatch`` row
+(how serving processes find new impressions cheaply). That is the idempotency: a list already
 stored gets no events again, so impression events need no ``event_id`` (and skip its unique
 index). The trade-off: a killed process loses at most one flush interval of impressions, and a
 full queue drops lists (counted in :data:`stats`) instead of slowing requests down. Nothing
@@ -37,7 +38,7 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from ..conf import settings as rec_settings
-from ..models import Event, EventType, Item, ServedList, ShopUser
+from ..models import Event, EventType, ImpressionBatch, Item, ServedList, ShopUser
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,15 @@ def should_flush(queued: int, waited: float, interval: float) -> bool:
     return queued >= FLUSH_BATCH or waited >= interval
 
 
+#: How often each flusher deletes batch rows older than ``ImpressionBatch.KEEP_BATCHES``.
+PRUNE_SECONDS = 600.0
+
+
 def _run() -> None:
     interval = rec_settings.IMPRESSION_FLUSH_SECONDS
     poll = min(interval, FLUSH_POLL_SECONDS)
     stop = threading.Event()
-    last = time.monotonic()
+    last = pruned = time.monotonic()
     while not stop.wait(poll):
         if not should_flush(_get_queue().qsize(), time.monotonic() - last, interval):
             continue
@@ -108,8 +113,18 @@ def _run() -> None:
         try:
             close_old_connections()
             flush()
+            if last - pruned >= PRUNE_SECONDS:
+                pruned = last
+                prune_batches()
         except Exception:  # the loop must survive anything; flush() already logged
             log.exception("impression flusher")
+
+
+def prune_batches(now: datetime | None = None) -> int:
+    """Delete the impression batch rows older than ``ImpressionBatch.KEEP_BATCHES``; returns how many."""
+    cut = (now or timezone.now()) - ImpressionBatch.KEEP_BATCHES
+    deleted, _ = ImpressionBatch.objects.filter(ingested_at__lt=cut).delete()
+    return deleted
 
 
 def _flush_at_exit() -> None:
@@ -219,14 +234,20 @@ WITH lists AS (
         AS t(r uuid, s timestamptz, e text, u text, v text, p text, m text, f text, i jsonb, g text)
     ON CONFLICT (request_id) DO NOTHING
     RETURNING request_id, served_at, user_external_id, items
+), added AS (
+    INSERT INTO recommender_event (user_id, item_id, event_type, value, query, request_id, timestamp, ingested_at)
+    SELECT su.id, it.id, {int(EventType.IMPRESSION)}, x.pos, '', l.request_id, l.served_at, %(now)s
+    FROM lists l
+    JOIN recommender_shopuser su ON su.external_id = l.user_external_id
+    CROSS JOIN LATERAL jsonb_array_elements_text(l.items) WITH ORDINALITY AS x(item, pos)
+    JOIN recommender_item it ON it.id = x.item::bigint
+    RETURNING 1
 )
-INSERT INTO recommender_event (user_id, item_id, event_type, value, query, request_id, timestamp, ingested_at)
-SELECT su.id, it.id, {int(EventType.IMPRESSION)}, x.pos, '', l.request_id, l.served_at, %(now)s
-FROM lists l
-JOIN recommender_shopuser su ON su.external_id = l.user_external_id
-CROSS JOIN LATERAL jsonb_array_elements_text(l.items) WITH ORDINALITY AS x(item, pos)
-JOIN recommender_item it ON it.id = x.item::bigint
+-- The batch's row, by which serving processes find its events (ImpressionBatch).
+INSERT INTO recommender_impressionbatch (ingested_at, events)
+SELECT %(now)s, COUNT(*) FROM added HAVING COUNT(*) > 0
 """
+
 
 
 def _list_row(r: ServedRecord) -> dict[str, Any]:
@@ -292,6 +313,9 @@ def _write_portable(records: list[ServedRecord], now: datetime) -> None:
         ],
         batch_size=500,
     )
+    added = sum(1 for r in new.values() for pk in r.item_pks if pk in live)
+    if added:
+        ImpressionBatch.objects.create(ingested_at=now, events=added)
 
 
 def _chunks(values: list, size: int = 500):

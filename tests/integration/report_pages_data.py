@@ -128,7 +128,10 @@ BEHAVIOUR_ITEMS = [f"i{n}" for n in range(10)]
 def behaviour_events(now: datetime) -> list[tuple[str, str, str, datetime]]:
     """(user, item, type, time): u1 buys i0 twice on different days (a repeat), u2 buys i1 twice on one day
     (not a repeat), u3 stops at a click, u4 at a view, u5 buys i3 with no view; u3 also saw an impression."""
-    ago = lambda days, hour=0: now - timedelta(days=days, hours=hour)  # noqa: E731
+    # Hours before noon of a past day (UTC): "the same day" holds at any time of day the suite runs
+    # (counting back from ``now`` put u2's two purchases on two days when run just after midnight).
+    noon = now.astimezone(timezone.utc).replace(hour=12, minute=0, second=0, microsecond=0)
+    ago = lambda days, hour=0: noon - timedelta(days=days, hours=hour)  # noqa: E731
     return [
         ("u1", "i0", "view", ago(20, 3)), ("u1", "i0", "add_to_cart", ago(20, 2)), ("u1", "i0", "purchase", ago(20, 1)),
         ("u1", "i0", "purchase", ago(5)),

@@ -12,11 +12,13 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+from django.db import transaction
 from django.utils import timezone as dj_timezone
 
 from recommender.ingestion import do_upsert_items
 from recommender.ingestion.items import do_delete_item
-from recommender.models import Event, EventType, Item, ShopUser
+from recommender.ingestion.events import do_erase_user
+from recommender.models import Event, EventType, ImpressionBatch, Item, ShopUser
 from recommender.serving import catalog as cat
 from recommender.serving.impressions import ServedRecord, do_log_impressions
 
@@ -37,13 +39,16 @@ def _served(pks, user: str, at: datetime) -> ServedRecord:
     )
 
 
-def _raw_batch(pks, stamp: datetime, at: datetime) -> None:
+def _raw_batch(pks, stamp: datetime, at: datetime, user: str = "late") -> None:
     """Impression rows as one writer batch stamped ``stamp`` (inserted now: a late commit)."""
-    user, _ = ShopUser.objects.get_or_create(external_id="late")
-    Event.objects.bulk_create([
-        Event(user=user, item_id=int(pk), event_type=EventType.IMPRESSION, value=1.0, timestamp=at, ingested_at=stamp)
-        for pk in pks
-    ])
+    shopper, _ = ShopUser.objects.get_or_create(external_id=user)
+    with transaction.atomic():
+        Event.objects.bulk_create([
+            Event(user=shopper, item_id=int(pk), event_type=EventType.IMPRESSION, value=1.0, timestamp=at,
+                  ingested_at=stamp)
+            for pk in pks
+        ])
+        ImpressionBatch.objects.create(ingested_at=stamp, events=len(pks))
 
 
 def test_incremental_impressions_equal_a_full_recount_after_batches_and_a_late_commit():
@@ -68,15 +73,81 @@ def test_incremental_impressions_equal_a_full_recount_after_batches_and_a_late_c
     assert tracker.full_recounts == 1  # the increments did it, not a recount
 
 
-def test_a_changed_batch_count_recounts():
+def test_an_erased_shoppers_impressions_recount_once():
     pks = _items()
     tracker = cat.ImpressionTracker(pks)
-    do_log_impressions([_served(pks[:2], "u1", dj_timezone.now())])
+    now = dj_timezone.now()
+    do_log_impressions([_served(pks[:2], "u1", now), _served(pks[1:3], "u2", now)])
     tracker.step()
-    Event.objects.filter(event_type=EventType.IMPRESSION, item_id=pks[0]).delete()  # an erased shopper
+    assert tracker.today.tolist() == [1, 2, 1, 0, 0, 0]
+    assert do_erase_user("u1") == 2  # their events; the deletion is logged as a batch row
     tracker.step()
     assert tracker.full_recounts == 2
-    assert tracker.today.tolist() == cat.impression_arrays(pks)[0].tolist() == [0, 1, 0, 0, 0, 0]
+    assert tracker.today.tolist() == cat.impression_arrays(pks)[0].tolist() == [0, 1, 1, 0, 0, 0]
+    tracker.step()
+    tracker.step()  # the deletion row is reflected once, not on every step
+    assert tracker.full_recounts == 2
+
+
+def test_two_batches_with_one_stamp_recount():
+    pks = _items()
+    tracker = cat.ImpressionTracker(pks)
+    stamp = dj_timezone.now()
+    _raw_batch(pks[:2], stamp, stamp, user="a")
+    tracker.step()
+    _raw_batch(pks[:1], stamp, stamp, user="b")  # another writer, the same microsecond
+    tracker.step()
+    assert tracker.full_recounts == 2
+    assert tracker.today.tolist() == cat.impression_arrays(pks)[0].tolist() == [2, 1, 0, 0, 0, 0]
+
+
+def test_a_step_reads_batch_rows_and_only_the_new_batches_events():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    pks = _items()
+    tracker = cat.ImpressionTracker(pks)
+    now = dj_timezone.now()
+    do_log_impressions([_served(pks[:3], "u1", now)])
+    with CaptureQueriesContext(connection) as ctx:
+        tracker.step()
+    assert len(ctx.captured_queries) == 2  # the batch rows, then one batch's events
+    assert "recommender_impressionbatch" in ctx.captured_queries[0]["sql"]
+    with CaptureQueriesContext(connection) as ctx:
+        tracker.step()
+    assert len(ctx.captured_queries) == 1  # nothing new: the batch rows only
+    assert "recommender_event" not in ctx.captured_queries[0]["sql"]
+
+
+def test_impressions_ingested_through_the_events_api_are_tracked():
+    from recommender.ingestion import do_ingest_events
+
+    pks = _items()
+    tracker = cat.ImpressionTracker(pks)
+    at = dj_timezone.now().isoformat()
+    do_ingest_events([
+        {"user_id": "s1", "item_id": "sku-1", "event_type": "impression", "timestamp": at, "event_id": "e1"},
+        {"user_id": "s1", "item_id": "sku-2", "event_type": "impression", "timestamp": at, "event_id": "e2"},
+        {"user_id": "s1", "item_id": "sku-2", "event_type": "click", "timestamp": at, "event_id": "e3"},
+    ])
+    # A retried batch stores nothing and logs no batch.
+    result = do_ingest_events([
+        {"user_id": "s1", "item_id": "sku-1", "event_type": "impression", "timestamp": at, "event_id": "e1"},
+    ])
+    assert result.stored == 0
+    assert list(ImpressionBatch.objects.values_list("events", flat=True)) == [2]
+    tracker.step()
+    assert tracker.today.tolist() == cat.impression_arrays(pks)[0].tolist() == [0, 1, 1, 0, 0, 0]
+
+
+def test_old_batch_rows_are_pruned():
+    from recommender.serving.impressions import prune_batches
+
+    now = dj_timezone.now()
+    ImpressionBatch.objects.create(ingested_at=now - timedelta(days=3), events=5)
+    ImpressionBatch.objects.create(ingested_at=now - timedelta(hours=1), events=7)
+    assert prune_batches(now) == 1
+    assert list(ImpressionBatch.objects.values_list("events", flat=True)) == [7]
 
 
 def test_midnight_starts_a_new_day_with_a_full_recount():
