@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -11,7 +12,7 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from ..conf import settings as rec_settings
-from ..models import Event, EventType, ImpressionBatch, Item, ShopUser
+from ..models import DailyVariantUser, Event, EventType, ImpressionBatch, Item, ServedList, ShopUser
 from .errors import FieldError, ValidationFailed
 from .items import check_batch_size
 from .validation import CleanEvent, validate_events
@@ -231,15 +232,29 @@ def do_sweep_orphan_events(since: datetime | None = None) -> int:
 
 
 def do_erase_user(external_id: str) -> int | None:
-    """Erase a shopper and every event of theirs (a privacy request). Returns events deleted."""
+    """Erase a shopper and every event of theirs (a privacy request). Returns events deleted.
+
+    The lists served to them and their rows in the experiment tables keep their counts (the
+    reports' figures stay as they were) but lose the shopper's id: it is replaced by one random
+    ``erased-...`` token, the same in all of them, so per-user experiment figures still count
+    them once. Their lists are found through their impression events, which name each list.
+    """
+    token = f"erased-{uuid.uuid4().hex}"
     with transaction.atomic():
         user = ShopUser.objects.filter(external_id=external_id).first()
         if user is None:
             return None
-        shown = Event.objects.filter(user_id=user.pk, event_type=EventType.IMPRESSION).count()
+        shown = Event.objects.filter(user_id=user.pk, event_type=EventType.IMPRESSION)
+        lists = sorted(set(shown.exclude(request_id=None).values_list("request_id", flat=True)))
+        for start in range(0, len(lists), 1000):
+            ServedList.objects.filter(request_id__in=lists[start : start + 1000], user_external_id=external_id).update(
+                user_external_id=token
+            )
+        DailyVariantUser.objects.filter(user_external_id=external_id).update(user_external_id=token)
+        n_shown = shown.count()
         deleted, _ = Event.objects.filter(user_id=user.pk).delete()
         user.delete()
-        if shown:
+        if n_shown:
             # Serving processes recount their impression counts when they see this row.
-            ImpressionBatch.objects.create(ingested_at=timezone.now(), events=-shown)
+            ImpressionBatch.objects.create(ingested_at=timezone.now(), events=-n_shown)
     return deleted

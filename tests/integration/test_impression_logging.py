@@ -124,6 +124,27 @@ def test_erasing_a_shopper_removes_their_impressions(items):
     assert list(Event.objects.values_list("user__external_id", flat=True)) == ["staying"]
 
 
+def test_erasing_a_shopper_removes_their_id_from_served_lists_and_experiment_rows(items):
+    from recommender.models import DailyVariantUser
+
+    do_log_impressions([
+        served(items, "leaving", ["sku-1", "sku-2"]), served(items, "leaving", ["sku-3"]),
+        served(items, "staying", ["sku-1"]),
+    ])
+    for variant in ("a", "b"):
+        DailyVariantUser.objects.create(day=SERVED.date(), variant=variant, user_external_id="leaving", impressions=2)
+    DailyVariantUser.objects.create(day=SERVED.date(), variant="a", user_external_id="staying", impressions=1)
+    do_erase_user("leaving")
+    owners = sorted(ServedList.objects.values_list("user_external_id", flat=True))
+    assert "leaving" not in owners and owners.count("staying") == 1
+    tokens = {o for o in owners if o != "staying"}
+    assert len(tokens) == 1 and tokens.pop().startswith("erased-")  # one token: still one shopper
+    rows = DailyVariantUser.objects.exclude(user_external_id="staying")
+    assert rows.count() == 2 and len({r.user_external_id for r in rows}) == 1
+    assert not DailyVariantUser.objects.filter(user_external_id="leaving").exists()
+    assert sum(r.impressions for r in DailyVariantUser.objects.all()) == 5  # the counts stay
+
+
 def test_the_impressions_feed_the_daily_cap_counts(items):
     # impression_arrays reads impressions by type and time: the writer's rows must be found there
     do_log_impressions([served(items, "u1", ["sku-1", "sku-2"], at=SERVED), served(items, "u2", ["sku-1"], at=SERVED)])
