@@ -17,7 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from ..conf import settings as rec_settings
-from ..models import EventType, Item
+from ..models import EventType, Item, ReportDay
 from ..ranking.policy import CatalogArrays
 from ..ranking.segments import head_mask
 
@@ -160,9 +160,54 @@ def impression_arrays(space_pks: np.ndarray, now: datetime | None = None) -> tup
     with connection.cursor() as cur:
         cur.execute(sql, [int(EventType.IMPRESSION), _midnight(now)])
         today = _scatter(space_pks, cur, np.int64)
-        cur.execute(sql, [int(EventType.IMPRESSION), since])
-        shown = _scatter(space_pks, cur, np.int64) > 0
-    return today, shown
+    return today, shown_within(space_pks, since, now)
+
+
+def shown_within(space_pks: np.ndarray, since: datetime, now: datetime) -> np.ndarray:
+    """(n,) bool: the item had an impression between ``since`` and ``now``.
+
+    The UTC days before today that the report job has filled are read from its count table
+    (a row per item and day) instead of the impression events: 90 days of a busy shop's
+    impressions are billions of rows, which every serving process would otherwise group once a
+    day and at every version load. Today and the days not filled (the job lags, was re-opened
+    by late events, or never runs) are read from the events, from ``since`` on; a filled day
+    counts whole.
+    """
+    first, today = since.astimezone(dt_timezone.utc).date(), now.astimezone(dt_timezone.utc).date()
+    filled = set(
+        ReportDay.objects.filter(day__gte=first, day__lt=today, status=ReportDay.Status.FILLED)
+        .values_list("day", flat=True)
+    )
+    shown = np.zeros(len(space_pks), dtype=bool)
+    # The other days as ranges of consecutive days: [start, end) in time.
+    ranges: list[list[datetime]] = []
+    day = first
+    while day <= today:
+        if day not in filled:
+            start = max(since, datetime(day.year, day.month, day.day, tzinfo=dt_timezone.utc))
+            end = datetime(day.year, day.month, day.day, tzinfo=dt_timezone.utc) + timedelta(days=1)
+            if ranges and ranges[-1][1] == start:
+                ranges[-1][1] = end
+            else:
+                ranges.append([start, end])
+        day += timedelta(days=1)
+    with connection.cursor() as cur:
+        if filled:
+            days = sorted(filled)
+            cur.execute(
+                "SELECT DISTINCT item_id, 1 FROM recommender_dailyitemcount WHERE impressions > 0 "
+                f"AND day IN ({', '.join(['%s'] * len(days))})",
+                days,
+            )
+            shown |= _scatter(space_pks, cur, np.int64) > 0
+        if ranges:
+            spans = " OR ".join(["(timestamp >= %s AND timestamp < %s)"] * len(ranges))
+            cur.execute(
+                f"SELECT DISTINCT item_id, 1 FROM recommender_event WHERE event_type = %s AND ({spans})",
+                [_IMPRESSIONS, *[t for span in ranges for t in span]],
+            )
+            shown |= _scatter(space_pks, cur, np.int64) > 0
+    return shown
 
 
 def _midnight(now: datetime) -> datetime:
@@ -235,8 +280,7 @@ class ImpressionTracker:
             # Only the final part: the batches since ``cut`` are read batch by batch by step().
             cur.execute(sql + " AND ingested_at < %s GROUP BY item_id", [_IMPRESSIONS, midnight, cut])
             today = _scatter(self.pks, cur, np.int64)
-            cur.execute(sql + " GROUP BY item_id", [_IMPRESSIONS, since])
-            shown = _scatter(self.pks, cur, np.int64) > 0
+        shown = shown_within(self.pks, since, now)
         self.today[:] = today
         self.shown[:] = shown
         self.day, self.cut, self.seen, self.handled = midnight, cut, {}, handled

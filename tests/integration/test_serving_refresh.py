@@ -237,3 +237,31 @@ def test_the_serving_state_refreshes_items_and_impressions_incrementally(serving
     assert not fresh.catalog.is_active[j["sku-6"]] and space.catalog.is_active[j["sku-6"]]
     _equal(fresh.catalog, cat.load_catalog(fresh.index.item_pks, {30}))
     assert fresh.catalog.impressions_today.tolist() == cat.impression_arrays(fresh.index.item_pks)[0].tolist()
+
+
+def test_shown_within_the_lookback_reads_filled_days_from_the_count_table():
+    from recommender.models import DailyItemCount, ReportDay
+
+    pks = _items()
+    now = datetime(2026, 3, 20, 15, 0, tzinfo=timezone.utc)
+    filled_day = datetime(2026, 3, 10, 12, tzinfo=timezone.utc)
+    open_day = datetime(2026, 3, 12, 12, tzinfo=timezone.utc)
+    # A filled day: its count rows say item 1 was shown; its raw events (item 0) are not read.
+    _raw_batch([pks[0]], filled_day, filled_day, user="a")
+    ReportDay.objects.create(day=filled_day.date(), status=ReportDay.Status.FILLED)
+    DailyItemCount.objects.create(day=filled_day.date(), item_id=int(pks[1]), segment="tail", attributed=True,
+                                  impressions=3)
+    DailyItemCount.objects.create(day=filled_day.date(), item_id=int(pks[5]), segment="tail", attributed=False,
+                                  impressions=0, clicks=1)  # clicked, never shown
+    # A day the job has not filled (or re-opened) and today: read from the events.
+    _raw_batch([pks[2]], open_day, open_day, user="b")
+    ReportDay.objects.create(day=open_day.date(), status=ReportDay.Status.PENDING)
+    _raw_batch([pks[3]], now - timedelta(hours=1), now - timedelta(hours=1), user="c")
+    # Before the lookback: not shown.
+    old = now - timedelta(days=40)
+    _raw_batch([pks[4]], old, old, user="d")
+    shown = cat.shown_within(pks, now - timedelta(days=30), now)
+    assert shown.tolist() == [False, True, True, True, False, False]
+    # Without any filled day, every day comes from the events (the job never ran).
+    ReportDay.objects.all().delete()
+    assert cat.shown_within(pks, now - timedelta(days=30), now).tolist() == [True, False, True, True, False, False]
