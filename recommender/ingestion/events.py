@@ -224,8 +224,7 @@ def do_sweep_orphan_events(since: datetime | None = None) -> int:
     with transaction.atomic():
         shown = orphans.filter(event_type=EventType.IMPRESSION).count()
         deleted, _ = orphans.delete()
-        if shown:
-            ImpressionBatch.objects.create(ingested_at=timezone.now(), events=-shown)
+        _log_deleted_impressions(shown)
     if deleted:
         log.warning("deleted %d events whose shopper or item was deleted while they were written", deleted)
     return deleted
@@ -254,7 +253,11 @@ def do_erase_user(external_id: str) -> int | None:
         n_shown = shown.count()
         deleted, _ = Event.objects.filter(user_id=user.pk).delete()
         user.delete()
-        if n_shown:
-            # Serving processes recount their impression counts when they see this row.
-            ImpressionBatch.objects.create(ingested_at=timezone.now(), events=-n_shown)
+        _log_deleted_impressions(n_shown)
     return deleted
+
+
+def _log_deleted_impressions(n: int) -> None:
+    """A negative ``ImpressionBatch`` row: serving processes recount their impression counts."""
+    if n:
+        ImpressionBatch.objects.create(ingested_at=timezone.now(), events=-n)

@@ -59,8 +59,8 @@ class Event(models.Model):
         indexes = [
             # Reports read days of events, impressions included, by time.
             models.Index(fields=["timestamp"], name="rec_event_time"),
-            # Kept whole: erasing a shopper, and the foreign key check of any ShopUser delete,
-            # must find their impressions.
+            # Kept whole: erasing a shopper (and Django's cascade of any ShopUser delete) must
+            # find their impressions.
             models.Index(fields=["user", "timestamp"], name="rec_event_user_time"),
             # A shopper's latest events without impressions, read on every personalised request:
             # the covering columns make it an index-only scan of one or two pages, however many
@@ -73,10 +73,11 @@ class Event(models.Model):
                 condition=~models.Q(event_type=EventType.IMPRESSION),
                 name="rec_event_user_history",
             ),
-            # Kept whole for the same reason: without it the foreign key check of deleting an
-            # Item scans the table once per item (measured: 94 ms per item at 1M events), which
-            # turns a bulk delete (seed_demo --reset, the admin) into minutes. Leaving
-            # impressions out would save ~0.06 ms of PostgreSQL per list (bench/impressions.py).
+            # Kept whole for the same reason: without it deleting an Item (Django's cascade to
+            # its events; the foreign key check before migration 0011) scans the table once per
+            # item (measured: 94 ms per item at 1M events), which turns a bulk delete
+            # (seed_demo --reset, the admin) into minutes. Leaving impressions out would save
+            # ~0.06 ms of PostgreSQL per list (bench/impressions.py).
             models.Index(fields=["item", "timestamp"], name="rec_event_item_time"),
             # The report job finds late events (ingested after their day was aggregated) by this.
             models.Index(fields=["ingested_at"], name="rec_event_ingested"),

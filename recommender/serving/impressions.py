@@ -4,9 +4,9 @@ Why not a Celery task per request: sending costs a broker round trip on the hot 
 connect timeout when the broker is down), and one task per list means one insert per list.
 Here a request only appends to a ``queue.Queue`` (microseconds); a daemon thread per process
 writes what is queued through :func:`do_log_impressions` at least every
-``IMPRESSION_FLUSH_SECONDS``, and sooner once :data:`FLUSH_BATCH` lists wait. A batch costs
-PostgreSQL ~0.4 ms a list (the inserts, seven event indexes, the deferred foreign-key checks;
-measured), so 75 lists at once (300 req/s over two workers, every 0.5 s) held one of two cores
+``IMPRESSION_FLUSH_SECONDS``, and sooner once :data:`FLUSH_BATCH` lists wait. A batch cost
+PostgreSQL 1.2-1.5 ms a list with the events' foreign key checks and ~0.75 ms without them
+(migration 0011; the inserts and five event indexes, 1M events), so 75 lists at once (300 req/s over two workers, every 0.5 s) held one of two cores
 for 35-50 ms and requests queued behind it (the serving benchmark's p99 spikes, issue 4).
 Batches of ~16 lists spread the same work out (a fixed cost of ~2 ms a batch). The commit
 does not wait for the WAL flush (see :func:`_write_postgresql`).
