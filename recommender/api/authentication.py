@@ -62,6 +62,15 @@ def _lookup(raw: str) -> APIKey | None:
     return key
 
 
+def find_active_key(header: str) -> APIKey | None:
+    """The active key of an ``Authorization: Bearer <key>`` header value, or None (no key, another
+    scheme, a malformed header or an unknown or revoked key: DRF's authentication says which)."""
+    parts = header.split()
+    if len(parts) != 2 or parts[0].lower() != APIKeyAuthentication.keyword.lower():
+        return None
+    return _lookup(parts[1])
+
+
 class APIKeyUser:
     """The request.user of a key-authenticated request: it has scopes, not permissions."""
 

@@ -573,3 +573,82 @@ def test_an_accept_header_without_json_is_406(api, model):
     r = api.get(USER.format("u1"), {"k": 3}, HTTP_ACCEPT="text/html")
     assert r.status_code == 406
     assert "detail" in orjson.loads(r.content)
+
+
+# --- the fast path and DRF ----------------------------------------------------------------------
+
+@pytest.fixture
+def drf_runs(monkeypatch):
+    """How many requests DRF's dispatch saw (the fast path answers plain requests without it)."""
+    from rest_framework.views import APIView
+
+    seen = []
+    original = APIView.initial
+
+    def initial(self, request, *args, **kwargs):
+        seen.append(request.path)
+        return original(self, request, *args, **kwargs)
+
+    monkeypatch.setattr(APIView, "initial", initial)
+    return seen
+
+
+def test_plain_requests_are_answered_without_drf(api, model, drf_runs):
+    assert api.get(USER.format("u1"), {"k": 3}).status_code == 200
+    assert api.get(SIMILAR.format("sku-3"), {"k": 3}).status_code == 200
+    r = post(api, SESSION, {"item_ids": ["sku-1", "sku-5"]}, k=3)
+    assert r.status_code == 200 and len(ids(r)) == 3
+    assert drf_runs == []
+    # and the fast answer is the same list, envelope and headers as DRF's (same seed, same day)
+    fast = api.get(USER.format("u2"), {"k": 4})
+    assert fast["Content-Type"] == "application/json" and fast["Server-Timing"].startswith("view;dur=")
+    assert drf_runs == []
+
+
+@pytest.mark.parametrize(
+    "call, status",
+    [
+        (lambda api: api.get(USER.format("u1"), {"k": 0}), 400),
+        (lambda api: api.get(USER.format("u1"), {"colour": "red"}), 400),
+        (lambda api: api.get(SIMILAR.format("sku-404"), {"k": 3}), 404),
+        (lambda api: api.post(SESSION, data=b"{not json", content_type="application/json"), 400),
+        (lambda api: api.post(SESSION, data=b"item_ids=sku-1", content_type="application/x-www-form-urlencoded"), 415),
+        (lambda api: api.get(USER.format("u1"), HTTP_ACCEPT="text/html"), 406),
+        (lambda api: api.delete(USER.format("u1")), 405),
+    ],
+)
+def test_anything_but_a_plain_request_is_answered_by_drf(api, model, drf_runs, call, status):
+    r = call(api)
+    assert r.status_code == status, r.content
+    assert len(drf_runs) == 1  # DRF answered it, with its usual error body
+    assert "detail" in orjson.loads(r.content)
+
+
+def test_bad_or_missing_keys_and_scopes_are_answered_by_drf(client, client_for, model, drf_runs):
+    assert client.get(USER.format("u1")).status_code == 401
+    assert client.get(USER.format("u1"), HTTP_AUTHORIZATION="Bearer not-a-key").status_code == 401
+    assert client.get(USER.format("u1"), HTTP_AUTHORIZATION="Bearer a b").status_code == 401
+    assert client_for("ingest").get(USER.format("u1")).status_code == 403
+    assert len(drf_runs) == 4
+
+
+def test_a_failed_fast_attempt_is_answered_again_by_drf_and_logged_once(api, model, drf_runs, monkeypatch):
+    # given a service that fails once (say, a dropped database connection), then works
+    import recommender.api.recommend_views as views
+
+    calls = []
+    original = views.recommend_for_user
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("server closed the connection")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(views, "recommend_for_user", flaky)
+    r = api.get(USER.format("u1"), {"k": 3})
+    # then DRF's attempt answers, and the one list served is the one logged
+    assert r.status_code == 200 and len(calls) == 2 and len(drf_runs) == 1
+    impressions.flush()
+    assert ServedList.objects.filter(request_id=r.json()["request_id"]).count() == 1
+    assert ServedList.objects.count() == 1
