@@ -172,6 +172,9 @@ class _IdIndex:
 
 
 _NONE = np.zeros(0, dtype=np.int64)
+#: Up to this many candidates left for the greedy MMR fill, their pairwise penalties are
+#: computed in one product (a 200 x 200 table is 40k entries); above, one row per step.
+_PENALTY_TABLE_ROWS = 200
 #: Category codes up to this are looked up in a dense table; larger ones by binary search.
 _DENSE_CODES = 1 << 16
 
@@ -851,9 +854,18 @@ def _fill(
             np.maximum(max_sim, pin_sim.max(axis=1), out=max_sim)
         base = (1.0 - lam) * adj[keep]  # minus inf once placed
         head_out = np.where(tail, 0.0, -np.inf)  # added when the quota wants a tail item
-        mmr = np.empty(m)  # the MMR value: base - lam * max_sim
-        np.multiply(max_sim, -lam, out=mmr)
-        mmr += base
+        # The MMR value is base + pen, pen = -lam * max_sim (float64, as one multiply of the
+        # float32 similarity). A placed item j lowers pen to at most -lam * max(0, sim(., j)):
+        # one row of a penalty table, all of it in one product when the rows are few (after
+        # pruning, a few dozen: one BLAS call instead of one per step).
+        pen = max_sim * -lam
+        if m <= _PENALTY_TABLE_ROWS:
+            table = np.maximum(unit @ unit.T, 0.0) * -lam
+            penalty_row = table.__getitem__
+        else:
+            def penalty_row(j: int) -> np.ndarray:
+                return np.maximum(unit @ unit[j], 0.0) * -lam
+        mmr = base + pen
 
     picks: list[tuple[int, tuple[str, ...]]] = []
     for pos in range(start, start + slots):
@@ -891,7 +903,6 @@ def _fill(
             tail_left -= 1
         if lam > 0 and pos + 1 < start + slots:
             base[j] = -np.inf
-            np.maximum(max_sim, unit @ unit[j], out=max_sim)
-            np.multiply(max_sim, -lam, out=mmr)
-            mmr += base
+            np.minimum(pen, penalty_row(j), out=pen)
+            np.add(base, pen, out=mmr)
     return picks

@@ -241,13 +241,13 @@ def _history(user_id: str, space: Space) -> tuple[int | None, np.ndarray, np.nda
     if not rows:
         return None, np.zeros(0, np.int64), np.zeros(0, np.int64)
     user_pk = int(rows[0][0])
-    rows = [r for r in rows if r[1] is not None]  # the LEFT JOIN's empty row of a user without events
-    if not rows:
+    if rows[0][1] is None:  # the LEFT JOIN's one empty row of a user without events
         return user_pk, np.zeros(0, np.int64), np.zeros(0, np.int64)
-    arr = np.asarray(rows, dtype=np.int64)
-    idx = space.index.item_index(arr[:, 1])
+    n = len(rows)
+    idx = space.index.item_index(np.fromiter((r[1] for r in rows), dtype=np.int64, count=n))
+    codes = np.fromiter((r[2] for r in rows), dtype=np.int64, count=n)
     keep = idx >= 0  # items the space does not know (newer, not yet placed) cannot be scored
-    return user_pk, idx[keep], arr[keep, 2]
+    return user_pk, idx[keep], codes[keep]
 
 
 def _profile(space: Space, idx: np.ndarray, codes: np.ndarray) -> np.ndarray | None:

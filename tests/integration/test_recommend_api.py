@@ -547,6 +547,34 @@ def test_the_history_query_is_prepared_once_per_connection(api, model, serving_s
     assert all("recommender_apikey" not in s and "pg_prepared_statements" not in s for s in _prepared_statements())
 
 
+def test_the_history_cursor_is_kept_per_connection_unless_queries_are_watched(api, model, serving_settings):
+    from django.db import DataError
+
+    from recommender.serving.db import prepared_cursor
+    from tests.conftest import require_postgres
+
+    require_postgres()
+    # given nothing watching the queries: one cursor serves every request of the connection
+    for user in ("u1", "u2"):
+        assert api.get(USER.format(user), {"k": 5}).status_code == 200
+    kept = connection._rec_kept_cursor
+    assert api.get(USER.format("u3"), {"k": 5}).status_code == 200
+    assert connection._rec_kept_cursor is kept and prepared_cursor() is kept
+    # when something watches (assertNumQueries, DEBUG, an APM's execute_wrapper), the query is a
+    # wrapped cursor's like any other, and the kept one is left alone
+    with CaptureQueriesContext(connection) as ctx:
+        assert api.get(USER.format("u4"), {"k": 5}).status_code == 200
+    assert len(ctx.captured_queries) == 1  # the history query (the key is cached)
+    seen = []
+    with connection.execute_wrapper(lambda execute, sql, *a: seen.append(sql) or execute(sql, *a)):
+        assert api.get(USER.format("u1"), {"k": 5}).status_code == 200
+    assert any("LATERAL" in sql for sql in seen) and connection._rec_kept_cursor is kept
+    # and a failure under the kept cursor is Django's error, as from any cursor
+    with pytest.raises(DataError):  # django.db's, not psycopg's
+        with prepared_cursor() as cur:
+            cur.execute("SELECT 1/0")
+
+
 def test_the_history_query_is_not_prepared_when_switched_off(api, model, serving_settings):
     from tests.conftest import require_postgres
 
