@@ -79,6 +79,14 @@ class Catalog:
             self._derived[key] = out
         return out
 
+    def tail(self, head_share: float, window_days: int) -> np.ndarray:
+        """``~head(...)``, kept like it (the index's tail back-up asks for it on every request)."""
+        key = ("tail", head_share, window_days)
+        out = self._derived.get(key)
+        if out is None:
+            out = self._derived[key] = ~self.head(head_share, window_days)
+        return out
+
     def window_counts(self, window_days: int) -> np.ndarray:
         counts = self.counts.get(window_days)
         if counts is None:  # a policy edit brought a new window: read it once

@@ -269,7 +269,7 @@ def _search(
     need = math.ceil(row.min_tail_share * k - 1e-9)
     if need <= 0:
         return space.index.search(q, n, cosine=cosine)
-    tail = ~space.catalog.head(row.head_share, row.head_window_days)
+    tail = space.catalog.tail(row.head_share, row.head_window_days)
     # Twice the quota: filters and caps remove some of them.
     return space.index.search(q, n, cosine=cosine, tail=tail, min_tail=2 * need, n_tail=max(n // 2, 2 * need))
 
@@ -327,7 +327,14 @@ def _item_exists(item_id: str) -> bool:
 
 # --- re-ranking and the response ---------------------------------------------------------------
 
+#: The filters of a request that asks for none (most do): made once, not per request.
+_NO_FILTERS = Filters()
+_IN_STOCK_ONLY = RequestFilters(in_stock_only=True)
+
+
 def _request_filters(space: Space, filters: Filters, exclude_idx: np.ndarray | None) -> RequestFilters:
+    if filters == _NO_FILTERS and (exclude_idx is None or not len(exclude_idx)):
+        return _IN_STOCK_ONLY
     catalog = space.catalog
     code = category_code(catalog, filters.category)
     excluded = [catalog.by_external_id.get(e, -1) for e in filters.exclude]
