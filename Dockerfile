@@ -10,10 +10,10 @@ COPY recommender ./recommender
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
     && pip install '.[ml,server]'
 
-COPY manage.py ./
+COPY manage.py gunicorn.conf.py ./
 COPY shop_recs ./shop_recs
 COPY templates ./templates
 RUN DJANGO_SECRET_KEY=build-only python manage.py collectstatic --noinput
 
 EXPOSE 8000
-CMD ["gunicorn", "shop_recs.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--timeout", "60"]
+CMD ["gunicorn", "shop_recs.wsgi", "-c", "gunicorn.conf.py"]
