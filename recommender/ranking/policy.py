@@ -533,9 +533,7 @@ def eligible_mask(
     ok : (n,) bool
     """
     index = index or _IdIndex(items)
-    ok = np.ones(len(items), dtype=bool)
-    if catalog.is_active is not None:
-        ok &= catalog.is_active[items]
+    ok = np.ones(len(items), dtype=bool) if catalog.is_active is None else catalog.is_active[items]
     if request.in_stock_only:
         ok &= catalog.in_stock[items]
     if request._categories is not None:
@@ -547,10 +545,13 @@ def eligible_mask(
             ok &= price >= request.min_price
         if request.max_price is not None:
             ok &= price <= request.max_price
-    if policy.has_caps:
+    if len(policy._cap_items):
         ok &= catalog.impressions_today[items] < policy.caps_for(items, index)
-    for removed in (policy._buried, request._exclude, _ids(bought)):
-        ok[index.find(removed)[1]] = False
+    elif policy.daily_impression_cap is not None:  # one cap for all: no per-item table to build
+        ok &= catalog.impressions_today[items] < policy.daily_impression_cap
+    for removed in (policy._buried, request._exclude, bought):
+        if removed is not None and len(removed):
+            ok[index.find(_ids(removed))[1]] = False
     return ok
 
 
