@@ -230,6 +230,9 @@ class RecommendView(TimedView):
     service (:meth:`serve`); a failed fast attempt changes nothing (the service writes only
     once it has a list), so answering it again through DRF is a plain retry.
     Measured by bench/serving.py (README, Production).
+
+    Each endpoint defines ``serve(query, body, **url_kwargs) -> Recommendations`` (a classmethod
+    that both paths call) and the DRF handler (``get`` or ``post``) for the schema and the rest.
     """
 
     authentication_classes = [APIKeyAuthentication]
@@ -237,11 +240,6 @@ class RecommendView(TimedView):
     permission_classes = [HasScope]
     required_scope = "recommend"
     _json = FastJSONRenderer()
-
-    @classmethod
-    def serve(cls, query, body, **kwargs):
-        """The list for a request's query parameters, body and URL arguments (both paths)."""
-        raise NotImplementedError
 
     @classmethod
     def as_view(cls, **initkwargs):
