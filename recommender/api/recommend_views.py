@@ -222,7 +222,7 @@ class RecommendView(TimedView):
     browser session) and JSON only.
 
     A plain request (a valid API key with the scope, an Accept header that takes JSON, and for
-    POST a JSON body) is answered by :meth:`fast`, without DRF: no ``Request`` wrapper,
+    POST a JSON body; no DRF throttles configured) is answered by :meth:`fast`, without DRF: no ``Request`` wrapper,
     authenticator and permission objects, content negotiation or ``Response`` rendering.
     Anything else (no key or a bad one, bad input, another Accept header, an error in the
     service) goes through DRF from the start, which answers it as every other endpoint does
@@ -260,8 +260,8 @@ class RecommendView(TimedView):
     def fast(cls, request, kwargs) -> HttpResponse | None:
         """The answer to a plain request, or None for DRF to answer."""
         meta = request.META
-        if meta.get("HTTP_ACCEPT", "") not in _JSON_ACCEPTS:
-            return None
+        if cls.throttle_classes or meta.get("HTTP_ACCEPT", "") not in _JSON_ACCEPTS:
+            return None  # a shop's DRF throttles (DEFAULT_THROTTLE_CLASSES) apply through DRF
         key = find_active_key(meta.get("HTTP_AUTHORIZATION", ""))
         if key is None or cls.required_scope not in key.scopes:
             return None

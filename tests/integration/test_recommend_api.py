@@ -680,3 +680,22 @@ def test_a_failed_fast_attempt_is_answered_again_by_drf_and_logged_once(api, mod
     impressions.flush()
     assert ServedList.objects.filter(request_id=r.json()["request_id"]).count() == 1
     assert ServedList.objects.count() == 1
+
+
+def test_drf_throttles_a_shop_configures_still_apply(api, model, drf_runs, monkeypatch):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    from recommender.api.recommend_views import UserRecommendationsView
+
+    class TwoAMinute(SimpleRateThrottle):
+        rate = "2/min"
+
+        def get_cache_key(self, request, view):
+            return "tests-two-a-minute"
+
+    from django.core.cache import cache
+
+    cache.delete("tests-two-a-minute")
+    monkeypatch.setattr(UserRecommendationsView, "throttle_classes", [TwoAMinute])
+    codes = [api.get(USER.format("u1"), {"k": 3}).status_code for _ in range(3)]
+    assert codes == [200, 200, 429] and len(drf_runs) == 3
