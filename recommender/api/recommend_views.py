@@ -222,8 +222,9 @@ class RecommendView(TimedView):
     browser session) and JSON only.
 
     A plain request (a valid API key with the scope, an Accept header that takes JSON, and for
-    POST a JSON body; no DRF throttles configured) is answered by :meth:`fast`, without DRF: no ``Request`` wrapper,
-    authenticator and permission objects, content negotiation or ``Response`` rendering.
+    POST a JSON body; no DRF throttles configured) is answered by :meth:`fast`, without DRF:
+    no ``Request`` wrapper, authenticator and permission objects, content negotiation or
+    ``Response`` rendering.
     Anything else (no key or a bad one, bad input, another Accept header, an error in the
     service) goes through DRF from the start, which answers it as every other endpoint does
     (401, 403, 400 with a ``detail``, 404, 406). Both paths run the same parsing and the same
@@ -278,15 +279,17 @@ class RecommendView(TimedView):
             result = cls.serve(request.GET, body, **kwargs)
         except Exception:
             return None
-        return HttpResponse(cls._json.render(result.as_dict()), content_type=cls._json.media_type)
+        return cls.answer(result)
 
     def perform_content_negotiation(self, request, force=False):
         if request.META.get("HTTP_ACCEPT", "") in _JSON_ACCEPTS:
             return self._json, self._json.media_type
         return super().perform_content_negotiation(request, force)  # e.g. 406 for text/html only
 
-    def answer(self, result) -> HttpResponse:
-        return HttpResponse(self._json.render(result.as_dict()), content_type=self._json.media_type)
+    @classmethod
+    def answer(cls, result) -> HttpResponse:
+        """A list as rendered JSON bytes (both paths; not a DRF ``Response`` that renders later)."""
+        return HttpResponse(cls._json.render(result.as_dict()), content_type=cls._json.media_type)
 
 
 class UserRecommendationsView(RecommendView):

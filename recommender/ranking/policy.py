@@ -379,10 +379,6 @@ class PolicyConfig:
         # Few distinct sets occur over a policy's life (at most 2 per promotion).
         set_(self, "_promo_cache", {})
 
-    @property
-    def has_caps(self) -> bool:
-        return self.daily_impression_cap is not None or len(self._cap_items) > 0
-
     def caps_for(self, items: np.ndarray, index: _IdIndex | None = None) -> np.ndarray:
         """Daily impression cap of each item, ``inf`` where uncapped.
 
