@@ -25,7 +25,8 @@ CHECKPOINT: no autovacuum pass or timed checkpoint in the middle of the figures)
   - when ``--rate`` is more than this machine serves flat out, the open loop again at 60% of
     the flat-out rate: the latency at a load the machine can carry.
   ``--worker-trace PATH`` (bench/gunicorn_trace.py) writes each worker's garbage collections,
-  refreshes and impression writes on the clock of ``--trace``, to line stalls up with them;
+  refreshes and impression writes on the clock of ``--trace``, and prints which of them the
+  slowest 2% of the open loop's requests overlapped, against the share of all requests that did;
   ``--no-impressions`` shows what impression logging costs (not the product's behaviour).
   The server is gunicorn's ``gthread`` worker by default (keep-alive; ``sync`` closes every
   connection), one thread per worker and one worker per core; the client's connections are
@@ -640,6 +641,13 @@ def main() -> None:
         [[k, v] for k, v in cpu_ms.items()] + [["total", sum(cpu_ms.values())],
                                                ["whole machine (/proc/stat, kernel included)", machine_ms]],
     )
+    stalls = stall_rows(opened.trace, read_worker_trace(args.worker_trace)) if args.worker_trace else []
+    if stalls:
+        print_table(
+            f"What the open loop's requests overlapped in the workers (--worker-trace; slowest "
+            f"{SLOWEST_SHARE:.0%}: latency >= p{100 - SLOWEST_SHARE * 100:g})",
+            ["worker event", "count", "median ms", "share of all requests", "share of the slowest"], stalls,
+        )
     if ann:
         print_table("Top-200 candidates: exact vs graph (exact top-20 among them: what the policy could miss)",
                     ["search", "p50 ms", "p99 ms", "recall@200", "exact top-20 found", "build s"], ann)
@@ -680,9 +688,54 @@ def main() -> None:
             for r in rows
         ],
         "workers": [dict(zip(["pid", "rss_mb", "pss_mb"], m)) for m in mem],
+        "stalls": [dict(zip(["event", "count", "median_ms", "share_all", "share_slowest"], r)) for r in stalls],
         "candidates": [dict(zip(["search", "p50_ms", "p99_ms", "recall_at_200", "exact_top20_found", "build_s"], r))
                        for r in ann],
     })
+
+
+#: The share of the open loop's slowest requests whose overlaps :func:`stall_rows` reports.
+SLOWEST_SHARE = 0.02
+
+
+def read_worker_trace(path: str | Path) -> list[tuple[str, float, float]]:
+    """``(what, start_s, end_s)`` of each line a worker wrote (bench/gunicorn_trace.py)."""
+    out = []
+    for line in Path(path).read_text().splitlines()[1:]:
+        _pid, what, start, end = line.split("\t")
+        out.append((what, float(start), float(end)))
+    return out
+
+
+def stall_rows(trace: list[tuple[float, float, float, float]], events: list[tuple[str, float, float]],
+               slowest: float = SLOWEST_SHARE) -> list[list]:
+    """What the slowest requests of an open loop ran into, against what every request did.
+
+    ``trace`` holds the open loop's (due, sent, answered, server ms), ``events`` the workers'
+    (what, start, end) on the same clock. A request overlaps an event that ran at any moment
+    between its due time and its answer. Per kind of event: how many there were, their median
+    length, the share of all requests that overlapped one and the share of the slowest
+    ``slowest`` of them that did; a kind that explains the tail has the second share far above
+    the first. The last row counts the slowest requests that overlapped nothing traced.
+    """
+    if not trace:
+        return []
+    req = np.asarray(trace, dtype=float)
+    due, done = req[:, 0], req[:, 2]
+    latency = done - due
+    slow = latency >= np.quantile(latency, 1.0 - slowest)
+    rows, touched = [], np.zeros(len(req), bool)
+    for what in sorted({w for w, _, _ in events}):
+        span = np.asarray([(s, e) for w, s, e in events if w == what])
+        hit = np.zeros(len(req), bool)
+        for start in range(0, len(span), 2000):  # (requests x events) booleans, a chunk at a time
+            chunk = span[start:start + 2000]
+            hit |= ((chunk[None, :, 0] < done[:, None]) & (chunk[None, :, 1] > due[:, None])).any(axis=1)
+        touched |= hit
+        rows.append([what, len(span), float(np.median(span[:, 1] - span[:, 0]) * 1000),
+                     float(hit.mean()), float(hit[slow].mean())])
+    rows.append(["(nothing traced)", 0, float("nan"), float((~touched).mean()), float((~touched)[slow].mean())])
+    return rows
 
 
 def _children(pid: int) -> list[int]:
