@@ -13,7 +13,7 @@ _NEVER_BY_COUNT = 2**62
 
 
 @cache
-def _preparing_cursor_class():
+def _preparing_cursor_classes():
     from django.db.backends.postgresql.base import ServerBindingCursor
 
     class PreparingCursor(ServerBindingCursor):
@@ -22,7 +22,21 @@ def _preparing_cursor_class():
         def execute(self, query, params=None, *, prepare=None, binary=None):
             return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
 
-    return PreparingCursor
+    class LoggedPreparingCursor(PreparingCursor):
+        """The same, keeping the statement's text where Django's query log reads it.
+
+        psycopg sets ``_query`` (what Django logs under ``DEBUG`` or ``assertNumQueries``) only
+        when it sends a statement's text, not when it runs a prepared one, so the log would show
+        ``None``. Only the watched path pays for converting the query a second time.
+        """
+
+        def execute(self, query, params=None, *, prepare=None, binary=None):
+            out = super().execute(query, params, prepare=prepare, binary=binary)
+            if self._query is None:
+                self._query = self._convert_query(query, params)
+            return out
+
+    return PreparingCursor, LoggedPreparingCursor
 
 
 def prepared_cursor():
@@ -63,7 +77,8 @@ def prepared_cursor():
             # prepare=True prepares nothing. A threshold no query reaches turns it back on for
             # the statements that ask (this cursor's) and for no others.
             pg.prepare_threshold = _NEVER_BY_COUNT
-        raw = _preparing_cursor_class()(pg)
+        plain, logged = _preparing_cursor_classes()
+        raw = (logged if watched else plain)(pg)
         # The time zone of returned timestamps, as Django's own cursors register it.
         loader = pg.adapters.get_loader(base.TIMESTAMPTZ_OID, base.Format.TEXT)
         if db.timezone != loader.timezone:

@@ -8,8 +8,15 @@ writes what is queued through :func:`do_log_impressions` at least every
 PostgreSQL 1.2-1.5 ms a list with the events' foreign key checks and ~0.75 ms without them
 (migration 0011; the inserts and five event indexes, 1M events), so 75 lists at once (300 req/s over two workers, every 0.5 s) held one of two cores
 for 35-50 ms and requests queued behind it (the serving benchmark's p99 spikes, issue 4).
-Batches of ~16 lists spread the same work out (a fixed cost of ~2 ms a batch). The commit
-does not wait for the WAL flush (see :func:`_write_postgresql`).
+Batches of ~8 lists spread the same work out. The PostgreSQL CPU a batch costs is a fixed part
+(~0.25 ms with the statements prepared on the flusher's connection; ~0.6 ms when they were
+parsed and planned every time) plus ~0.25-0.3 ms a list (the inserts and the indexes). At
+300 req/s, the slowest 2% of the serving benchmark's requests nearly all overlap a flush
+(``bench/serving.py --worker-trace``: 90-97%, against 22-27% of all requests), because the
+flush's PostgreSQL work takes one of the two cores; a separate process writing the same
+batches slows requests as much, so it is the database work, not the flusher thread holding
+the GIL. Halving the batch halves each such burst at the same CPU per list. The commit does
+not wait for the WAL flush (see :func:`_write_postgresql`).
 
 On PostgreSQL a batch is two statements whatever its size: one ensures the shoppers, one
 inserts the served lists (``ON CONFLICT (request_id) DO NOTHING``) and generates the impression
@@ -39,6 +46,7 @@ from django.utils import timezone
 
 from ..conf import settings as rec_settings
 from ..models import Event, EventType, ImpressionBatch, Item, ServedList, ShopUser
+from .db import prepared_cursor
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +95,7 @@ def _ensure_thread() -> None:
 
 
 #: Lists that make the flusher write before its interval is up (a few ms of database work).
-FLUSH_BATCH = 16
+FLUSH_BATCH = 8
 #: How often the flusher looks at the queue (at most; never more often than the interval).
 FLUSH_POLL_SECONDS = 0.05
 
@@ -222,7 +230,7 @@ def do_log_impressions(records: list[ServedRecord]) -> None:
 # shopper another process inserted concurrently (ON CONFLICT waited for it to commit).
 _USERS_SQL = """
 INSERT INTO recommender_shopuser (external_id, created_at)
-SELECT DISTINCT t.u, %s FROM json_array_elements_text(%s::json) AS t(u) ORDER BY 1
+SELECT DISTINCT t.u, %s::timestamptz FROM json_array_elements_text(%s::json) AS t(u) ORDER BY 1
 ON CONFLICT (external_id) DO NOTHING
 """
 _LISTS_AND_EVENTS_SQL = f"""
@@ -236,7 +244,7 @@ WITH lists AS (
     RETURNING request_id, served_at, user_external_id, items
 ), added AS (
     INSERT INTO recommender_event (user_id, item_id, event_type, value, query, request_id, timestamp, ingested_at)
-    SELECT su.id, it.id, {int(EventType.IMPRESSION)}, x.pos, '', l.request_id, l.served_at, %(now)s
+    SELECT su.id, it.id, {int(EventType.IMPRESSION)}, x.pos, '', l.request_id, l.served_at, %(now)s::timestamptz
     FROM lists l
     JOIN recommender_shopuser su ON su.external_id = l.user_external_id
     CROSS JOIN LATERAL jsonb_array_elements_text(l.items) WITH ORDINALITY AS x(item, pos)
@@ -245,7 +253,7 @@ WITH lists AS (
 )
 -- The batch's row, by which serving processes find its events (ImpressionBatch).
 INSERT INTO recommender_impressionbatch (ingested_at, events)
-SELECT %(now)s, COUNT(*) FROM added HAVING COUNT(*) > 0
+SELECT %(now)s::timestamptz, COUNT(*) FROM added HAVING COUNT(*) > 0
 """
 
 
@@ -265,6 +273,9 @@ def _write_postgresql(records: list[ServedRecord], now: datetime) -> None:
         # ~0.5 s of them (as it loses the queue), so the commit does not wait for the WAL
         # flush. Only this transaction; the database stays consistent either way.
         cur.execute("SET LOCAL synchronous_commit TO OFF")
+    # Prepared on the flusher's connection: parsing and planning these two statements was
+    # most of a batch's fixed cost (~0.35 of ~0.6 ms of PostgreSQL CPU), paid on every flush.
+    with prepared_cursor() as cur:
         cur.execute(_USERS_SQL, [now, users])
         cur.execute(_LISTS_AND_EVENTS_SQL, {"rows": rows, "now": now})
 

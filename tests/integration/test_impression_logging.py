@@ -173,6 +173,20 @@ def test_a_batch_is_two_statements_whatever_its_size_and_does_not_wait_for_the_w
     assert Event.objects.count() == 51 * 3
 
 
+def test_a_batch_runs_prepared_statements_planned_once_per_connection(items):
+    require_postgres()
+    for n in range(3):
+        do_log_impressions([served(items, f"p{n}", ["sku-1", "sku-2"])])
+    with connection.cursor() as cur:
+        cur.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cur.fetchall()]
+    # one statement each, reused by every batch; the SET is Django's own cursor's
+    assert len([p for p in prepared if "INSERT INTO recommender_servedlist" in p]) == 1, prepared
+    assert len([p for p in prepared if "INSERT INTO recommender_shopuser" in p]) == 1, prepared
+    assert not [p for p in prepared if "synchronous_commit" in p]
+    assert Event.objects.filter(event_type=EventType.IMPRESSION).count() == 6
+
+
 def test_the_portable_writer_stores_the_same_rows_as_the_postgresql_one(items):
     require_postgres()
     from django.utils import timezone as dj_timezone

@@ -565,6 +565,7 @@ def test_the_history_cursor_is_kept_per_connection_unless_queries_are_watched(ap
     with CaptureQueriesContext(connection) as ctx:
         assert api.get(USER.format("u4"), {"k": 5}).status_code == 200
     assert len(ctx.captured_queries) == 1  # the history query (the key is cached)
+    assert "LATERAL" in ctx.captured_queries[0]["sql"]  # its text, as DEBUG logs show it
     seen = []
     with connection.execute_wrapper(lambda execute, sql, *a: seen.append(sql) or execute(sql, *a)):
         assert api.get(USER.format("u1"), {"k": 5}).status_code == 200
