@@ -187,6 +187,19 @@ def test_a_batch_runs_prepared_statements_planned_once_per_connection(items):
     assert Event.objects.filter(event_type=EventType.IMPRESSION).count() == 6
 
 
+def test_with_prepared_statements_off_a_batch_prepares_nothing(items, settings):
+    """Behind PgBouncer in transaction mode (SERVING_PREPARED_STATEMENTS off) nothing is prepared."""
+    require_postgres()
+    settings.RECOMMENDER = {**settings.RECOMMENDER, "SERVING_PREPARED_STATEMENTS": False}
+    for n in range(2):
+        do_log_impressions([served(items, f"q{n}", ["sku-1", "sku-3"])])
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cur.fetchone()[0] == 0
+    assert Event.objects.filter(event_type=EventType.IMPRESSION).count() == 4
+    assert ShopUser.objects.filter(external_id__in=["q0", "q1"]).count() == 2
+
+
 def test_the_portable_writer_stores_the_same_rows_as_the_postgresql_one(items):
     require_postgres()
     from django.utils import timezone as dj_timezone
