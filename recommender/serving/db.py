@@ -1,4 +1,4 @@
-"""Cursors for the per-request queries of the serving path."""
+"""Cursors for the serving path's repeated queries (each request's history, each impression flush)."""
 from __future__ import annotations
 
 from functools import cache

@@ -12,7 +12,7 @@ Batches of ~8 lists spread the same work out. The PostgreSQL CPU a batch costs i
 (~0.25 ms with the statements prepared on the flusher's connection; ~0.6 ms when they were
 parsed and planned every time) plus ~0.25-0.3 ms a list (the inserts and the indexes). At
 300 req/s, the slowest 2% of the serving benchmark's requests nearly all overlap a flush
-(``bench/serving.py --worker-trace``: 90-97%, against 22-27% of all requests), because the
+(``bench/serving.py --worker-trace``: 78-97%, against 22-32% of all requests), because the
 flush's PostgreSQL work takes one of the two cores; a separate process writing the same
 batches slows requests as much, so it is the database work, not the flusher thread holding
 the GIL. Halving the batch halves each such burst at the same CPU per list. The commit does
