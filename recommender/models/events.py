@@ -75,9 +75,10 @@ class Event(models.Model):
             ),
             # Kept whole for the same reason: without it deleting an Item (Django's cascade to
             # its events; the foreign key check before migration 0011) scans the table once per
-            # item (measured: 94 ms per item at 1M events), which turns a bulk delete
-            # (seed_demo --reset, the admin) into minutes. Leaving impressions out would save
-            # ~0.06 ms of PostgreSQL per list (bench/impressions.py).
+            # delete (measured: 94 ms per item at 1M events), which turns deleting items one by
+            # one (the admin) into minutes. Leaving impressions out would save ~0.06-0.085 ms of
+            # PostgreSQL per list (bench/impressions.py; 0.28 -> 0.19 ms in session 6), but an
+            # alternating serving A/B showed no p99 change: not worth slow item deletes.
             models.Index(fields=["item", "timestamp"], name="rec_event_item_time"),
             # The report job finds late events (ingested after their day was aggregated) by this.
             models.Index(fields=["ingested_at"], name="rec_event_ingested"),

@@ -6,8 +6,9 @@ Here a request only appends to a ``queue.Queue`` (microseconds); a daemon thread
 writes what is queued through :func:`do_log_impressions` at least every
 ``IMPRESSION_FLUSH_SECONDS``, and sooner once :data:`FLUSH_BATCH` lists wait. A batch cost
 PostgreSQL 1.2-1.5 ms a list with the events' foreign key checks and ~0.75 ms without them
-(migration 0011; the inserts and five event indexes, 1M events), so 75 lists at once (300 req/s over two workers, every 0.5 s) held one of two cores
-for 35-50 ms and requests queued behind it (the serving benchmark's p99 spikes, issue 4).
+(migration 0011; the inserts and five event indexes, 1M events), so 75 lists at once
+(300 req/s over two workers, every 0.5 s) held one of two cores for 35-50 ms and requests
+queued behind it (the serving benchmark's p99 spikes, issue 4).
 Batches of ~8 lists spread the same work out. The PostgreSQL CPU a batch costs is a fixed part
 (~0.25 ms with the statements prepared on the flusher's connection; ~0.6 ms when they were
 parsed and planned every time) plus ~0.25-0.3 ms a list (the inserts and the indexes). At
