@@ -6,9 +6,15 @@ WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY recommender ./recommender
-# The CPU build of torch first, so that the ml extra does not pull a CUDA build.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
-    && pip install '.[ml,server]'
+COPY setup.py ./
+# The CPU build of torch first, so that the ml extra does not pull a CUDA build. gcc builds the
+# policy's compiled greedy fill (recommender/ranking/_greedy.c) and is removed again; the install
+# is editable so that the module lands next to the sources the processes import from /app.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+    && pip install -e '.[ml,server]' \
+    && python -c "from recommender.ranking.policy import ACCELERATED; assert ACCELERATED" \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
 
 COPY manage.py gunicorn.conf.py ./
 COPY shop_recs ./shop_recs

@@ -6,12 +6,13 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+# Reinstalled when the project's metadata or its one C extension changes.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py recommender/ranking/_greedy.c | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
 .PHONY: demo test install system-deps bench lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py recommender/ranking/_greedy.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# The CPU wheel first, so that nothing below pulls a multi-GB CUDA build of torch.

@@ -8,6 +8,9 @@ Prints the median and 90th percentile wall time per call in microseconds over ``
 calls of each case, and the median as a multiple of the floor, with one BLAS thread (as a
 serving process should run). Target: a top-20 from ~500 candidates with MMR over 64-dim
 vectors in well under 1 ms. A table, not a pass/fail test: read it on a quiet machine.
+
+When the C greedy fill is built (``policy.ACCELERATED``), each case also runs with the numpy
+reference fill, interleaved call by call, and the table gives the compiled / numpy ratio.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import machine, median, print_table, write_json  # noqa: E402
+from recommender.ranking import policy as policy_module  # noqa: E402
 from recommender.ranking.policy import (  # noqa: E402
     CatalogArrays,
     PolicyConfig,
@@ -96,6 +100,22 @@ def time_calls(fn, calls: int) -> list[float]:
     return out
 
 
+def time_pair(fn, calls: int) -> tuple[list[float], list[float]]:
+    """``fn`` with the compiled fill and with the numpy one, alternating call by call."""
+    compiled = policy_module._greedy
+    out: tuple[list[float], list[float]] = ([], [])
+    try:
+        for i in range(2 * calls + 2):
+            policy_module._greedy = compiled if i % 2 == 0 else None
+            t0 = time.perf_counter()
+            fn()
+            if i >= 2:  # the first of each: caches and lazy imports
+                out[i % 2].append((time.perf_counter() - t0) * 1e6)
+    finally:
+        policy_module._greedy = compiled
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -122,20 +142,29 @@ def main() -> None:
         floor_us = time_calls(floor, args.calls)
         base = median(floor_us)
         p90 = float(np.percentile(floor_us, 90))
-        rows.append([n, k, "np.argpartition top-k (floor)", base, p90, 1.0])
+        nan = float("nan")
+        rows.append([n, k, "np.argpartition top-k (floor)", base, p90, 1.0, nan, nan])
         for name, policy in policies(args.items).items():
 
             def call(policy=policy) -> None:
                 rerank(candidates, scores, catalog, policy, k, NOW, request=request, bought=bought)
 
-            us = time_calls(call, args.calls)
-            rows.append([n, k, name, median(us), float(np.percentile(us, 90)), median(us) / base])
-        keys = ["candidates", "k", "case", "median_us", "p90_us", "x_floor"]
+            if policy_module.ACCELERATED:
+                us, ref = time_pair(call, args.calls)
+                ref_median = median(ref)
+            else:
+                us, ref_median = time_calls(call, args.calls), nan
+            rows.append([n, k, name, median(us), float(np.percentile(us, 90)), median(us) / base,
+                         ref_median, median(us) / ref_median])
+        keys = ["candidates", "k", "case", "median_us", "p90_us", "x_floor", "numpy_fill_median_us",
+                "x_numpy_fill"]
         results.extend(dict(zip(keys, r)) for r in rows[-5:])
 
+    fill = "compiled" if policy_module.ACCELERATED else "numpy (the C extension is not built)"
     print_table(
-        f"rerank per call, {args.items:,} items, {args.dim}-dim vectors ({machine()})",
-        ["candidates", "k", "case", "median µs", "p90 µs", "× floor"],
+        f"rerank per call, {args.items:,} items, {args.dim}-dim vectors, greedy fill {fill} ({machine()})",
+        ["candidates", "k", "case", "median µs", "p90 µs", "× floor", "numpy fill median µs",
+         "× numpy fill"],
         rows,
     )
     payload = {"machine": machine(), "items": args.items, "dim": args.dim, "rows": results}

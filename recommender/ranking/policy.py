@@ -97,6 +97,14 @@ import numpy as np
 
 from .segments import EPS
 
+try:  # the greedy fill in C (setup.py builds it when a compiler is there); numpy otherwise
+    from . import _greedy
+except ImportError:  # pragma: no cover - an install without a C compiler
+    _greedy = None
+
+#: Whether the greedy fill runs compiled (same picks either way; tests compare the two).
+ACCELERATED = _greedy is not None
+
 REASON_PINNED = "pinned"
 REASON_PROMOTED = "promoted"
 REASON_DEMOTED = "demoted"
@@ -362,6 +370,9 @@ class PolicyConfig:
         # Precomputed once per policy (policies change rarely, requests are many).
         set_ = object.__setattr__
         set_(self, "_explore", frozenset(int(p) for p in self.exploration_positions))
+        explore_mask = np.zeros(max(self._explore, default=-1) + 1, dtype=bool)
+        explore_mask[list(self._explore)] = True
+        set_(self, "_explore_mask", explore_mask)
         set_(self, "_pinned", np.asarray(list(dict.fromkeys(self.pinned)), dtype=np.int64))
         set_(self, "_buried", _sorted_ids(self.buried))
         keys = np.asarray(sorted(self.item_impression_caps), dtype=np.int64)
@@ -663,30 +674,38 @@ def rerank(
         # tested); it costs a comparison per pick instead of a second greedy fill.
         spread_at = {p for p, (j, _) in enumerate(order) if keep[j] != keep0[j]}
 
-    # Assemble: pins then the greedy picks.
-    picked_src = pin_src + [int(keep[j]) for j, _ in order]
-    flags = [(REASON_PINNED,)] * len(pins) + [f for _, f in order]
-    ids = np.concatenate([pins, items[keep[[j for j, _ in order]]]]).astype(np.int64)
-    n_out = len(ids)
-    out_scores = np.full(n_out, np.nan)
-    out_policy = np.full(n_out, np.nan)
+    # Assemble: pins then the greedy picks. Per-position values as plain Python lists first
+    # (one gather each): a numpy scalar read costs ~0.5 µs, and there are a few per position.
+    n_pins = len(pins)
+    flags = [(REASON_PINNED,)] * n_pins + [f for _, f in order]
+    src = np.array(pin_src + keep[[j for j, _ in order]].tolist(), dtype=np.int64)
+    ids = np.concatenate([pins, items[src[n_pins:]]]).astype(np.int64)
+    known = src >= 0  # -1: a pin that was not a candidate
+    src_l = src.tolist()
+    if len(s):
+        at = np.where(known, src, 0)
+        out_scores = np.where(known, s[at], np.nan)
+        out_policy = np.where(known, adj[at], np.nan)
+        promo_l, tail_l = promo[at].tolist(), is_tail[at].tolist()
+        row_l = rows[at].tolist()
+    else:  # no eligible candidate: only pins that were not candidates
+        out_scores, out_policy = np.full(len(ids), np.nan), np.full(len(ids), np.nan)
+        promo_l, tail_l, row_l = [0.0] * len(ids), [False] * len(ids), [0] * len(ids)
+    boosted = policy.tail_boost > 0
     reasons: list[list[str]] = []
-    for pos, src in enumerate(picked_src):
+    for pos, at_pos in enumerate(src_l):
         why: list[str] = []
-        if src >= 0:
-            out_scores[pos] = s[src]
-            out_policy[pos] = adj[src]
-            if candidate_reasons is not None:
-                why.extend(candidate_reasons[int(rows[src])])
+        if at_pos >= 0 and candidate_reasons is not None:
+            why.extend(candidate_reasons[row_l[pos]])
         why.extend(flags[pos])
-        if src >= 0 and flags[pos] != (REASON_PINNED,):
-            if promo[src] > 0:
+        if at_pos >= 0 and pos >= n_pins:  # a pick, not a pin: the policy's own reasons
+            if promo_l[pos] > 0:
                 why.append(REASON_PROMOTED)
-            elif promo[src] < 0:
+            elif promo_l[pos] < 0:
                 why.append(REASON_DEMOTED)
-            if policy.tail_boost > 0 and is_tail[src]:
+            if boosted and tail_l[pos]:
                 why.append(REASON_LONG_TAIL)
-            if pos - len(pins) in spread_at:
+            if pos - n_pins in spread_at:
                 why.append(REASON_SPREAD)
         reasons.append(why)
     heads = catalog.is_head[ids]
@@ -790,6 +809,41 @@ def _mmr_reach(adj: np.ndarray, tail: np.ndarray, never: np.ndarray, slots: int,
     return np.flatnonzero(reach)
 
 
+#: The compiled fill's reason bits (1 tail quota, 2 exploration, 4 diversity) as the reference's
+#: reason tuples: the quota first, then exploration or diversity.
+_WHY_BITS = tuple(
+    tuple(r for bit, r in ((1, REASON_TAIL_QUOTA), (2, REASON_EXPLORATION), (4, REASON_DIVERSITY))
+          if bits & bit)
+    for bits in range(8)
+)
+
+
+def _fill_compiled(
+    adj: np.ndarray,
+    tail: np.ndarray,
+    never: np.ndarray,
+    policy: PolicyConfig,
+    table: np.ndarray | None,
+    pen: np.ndarray | None,
+    lam: float,
+    share: float,
+    start: int,
+    slots: int,
+    tail_count: int,
+) -> list[tuple[int, tuple[str, ...]]]:
+    """:func:`_fill`'s loop in C (``_greedy.c``), on the arrays the numpy loop would use."""
+    if table is not None:
+        # The C loop reads float32 rows; numpy made them float32 (the similarity's dtype).
+        table = np.ascontiguousarray(table, dtype=np.float32)
+        pen = np.ascontiguousarray(pen, dtype=np.float32)
+    picks = _greedy.fill(
+        np.ascontiguousarray(adj, dtype=np.float64), np.ascontiguousarray(tail, dtype=bool),
+        np.ascontiguousarray(never, dtype=bool), policy._explore_mask, table, pen,
+        float(lam), float(share), start, slots, tail_count,
+    )
+    return [(j, _WHY_BITS[bits]) for j, bits in picks]
+
+
 def _fill(
     keep: np.ndarray,
     adj: np.ndarray,
@@ -801,6 +855,7 @@ def _fill(
     slots: int,
     *,
     prune: bool = True,
+    accelerated: bool = True,
 ) -> list[tuple[int, tuple[str, ...]]]:
     """Greedy fill of the positions after the pins (step 4 of the module docstring).
 
@@ -813,6 +868,9 @@ def _fill(
     adj, is_tail, items : (n_eligible,) policy score, tail flag and item index
     pins : (P,) int the pinned items already placed
     slots : positions left to fill
+    prune : leave out first the rows no step can pick (MMR on); the picks are the same
+    accelerated : run the loop in C when the extension is built (the picks are the same;
+        False runs this numpy reference, which the tests compare it with)
 
     Returns
     -------
@@ -826,21 +884,15 @@ def _fill(
     if prune and 0 < lam < 1 and m > 2 * slots:
         reach = _mmr_reach(adj[keep], is_tail[keep], ~catalog.ever_shown[items[keep]], slots, lam)
         if len(reach) < m:
-            picks = _fill(keep[reach], adj, is_tail, items, catalog, policy, pins, slots, prune=False)
+            picks = _fill(keep[reach], adj, is_tail, items, catalog, policy, pins, slots, prune=False,
+                          accelerated=accelerated)
             return [(int(reach[j]), why) for j, why in picks]
     share = policy.min_tail_share
     explore = policy._explore
     tail = is_tail[keep]
     never = ~catalog.ever_shown[items[keep]]
-    avail = np.ones(m, dtype=bool)
-    tail_left = int(tail.sum())
     tail_count = int((~catalog.is_head[pins]).sum()) if len(pins) else 0
     start = len(pins)
-    # The best available item, and the best available tail item, are the first ones left in
-    # ``keep`` (sorted by policy score): two cursors in plain Python, not an argmax per step.
-    taken_py = [False] * m
-    tail_at = np.flatnonzero(tail).tolist()
-    first = first_tail = 0
 
     if lam > 0:
         unit = _unit_rows(catalog.vectors[items[keep]])
@@ -851,12 +903,10 @@ def _fill(
         if len(pins):
             pin_sim = unit @ _unit_rows(catalog.vectors[pins]).T
             np.maximum(max_sim, pin_sim.max(axis=1), out=max_sim)
-        base = (1.0 - lam) * adj[keep]  # minus inf once placed
-        head_out = np.where(tail, 0.0, -np.inf)  # added when the quota wants a tail item
-        # The MMR value is base + pen, pen = -lam * max_sim (float64, as one multiply of the
-        # float32 similarity). A placed item j lowers pen to at most -lam * max(0, sim(., j)):
-        # one row of a penalty table, all of it in one product when the rows are few (after
-        # pruning, a few dozen: one BLAS call instead of one per step).
+        # The MMR value is base + pen, base = (1 - lam) * adj (float64), pen = -lam * max_sim
+        # (float32, as the similarity). A placed item j lowers pen to at most
+        # -lam * max(0, sim(., j)): one row of a penalty table, all of it in one product when
+        # the rows are few (after pruning, a few dozen: one BLAS call instead of one per step).
         pen = max_sim * -lam
         if m <= _PENALTY_TABLE_ROWS:
             table = np.maximum(unit @ unit.T, 0.0) * -lam
@@ -864,6 +914,21 @@ def _fill(
         else:
             def penalty_row(j: int) -> np.ndarray:
                 return np.maximum(unit @ unit[j], 0.0) * -lam
+
+    if accelerated and _greedy is not None and (lam == 0 or m <= _PENALTY_TABLE_ROWS):
+        return _fill_compiled(adj[keep], tail, never, policy, table if lam > 0 else None,
+                              pen if lam > 0 else None, lam, share, start, slots, tail_count)
+
+    avail = np.ones(m, dtype=bool)
+    tail_left = int(tail.sum())
+    # The best available item, and the best available tail item, are the first ones left in
+    # ``keep`` (sorted by policy score): two cursors in plain Python, not an argmax per step.
+    taken_py = [False] * m
+    tail_at = np.flatnonzero(tail).tolist()
+    first = first_tail = 0
+    if lam > 0:
+        base = (1.0 - lam) * adj[keep]  # minus inf once placed
+        head_out = np.where(tail, 0.0, -np.inf)  # added when the quota wants a tail item
         mmr = base + pen
 
     picks: list[tuple[int, tuple[str, ...]]] = []
