@@ -84,7 +84,10 @@ Cost. One stable argsort of the candidates and a few gathers, then ``k`` greedy 
 O(n) each, plus an (n, d) matrix-vector product per step with diversity on; with diversity
 below 1 the candidates that provably no step can pick are dropped first (typically two thirds
 of them; the picks are the same). Spreading adds a sort of the tail candidates. Run the
-serving process with one BLAS thread: the products are too small to gain from more.
+serving process with one BLAS thread: the products are too small to gain from more. The greedy
+steps run in C when ``_greedy.c`` is built (:data:`ACCELERATED`), on the arrays (the MMR
+penalty table included) that numpy computed: the same picks as the numpy loop below, which
+stays as the reference.
 """
 from __future__ import annotations
 
