@@ -9,15 +9,19 @@ so a new key works at once.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from datetime import timedelta
 
+from django.db import OperationalError
 from django.db.models.signals import post_delete, post_save
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from ..models import APIKey
 from .apikeys import find_api_key
+
+log = logging.getLogger(__name__)
 
 LAST_USED_RESOLUTION = timedelta(minutes=5)
 #: How long a process trusts a key it looked up: the delay before a revocation made by
@@ -57,7 +61,13 @@ def _lookup(raw: str) -> APIKey | None:
     # Written at most every few minutes so that hot endpoints do not pay a write per request.
     moment = timezone.now()
     if key.last_used_at is None or moment - key.last_used_at > LAST_USED_RESOLUTION:
-        APIKey.objects.filter(pk=key.pk).update(last_used_at=moment)
+        try:
+            APIKey.objects.filter(pk=key.pk).update(last_used_at=moment)
+        except OperationalError:
+            # Bookkeeping must not fail the request: SQLite refuses a write while another
+            # thread writes ("database table is locked"); the next lookup writes it instead.
+            log.info("could not record the use of API key %s now; later", key.pk, exc_info=True)
+            return key
         key.last_used_at = moment
     return key
 

@@ -395,6 +395,33 @@ def test_a_cached_key_is_looked_up_again_after_a_few_seconds(api, model, monkeyp
     assert _count(lambda: api.get(USER.format("u1"))) == 1
 
 
+def test_a_key_whose_last_use_cannot_be_written_still_answers(api, model, monkeypatch):
+    """SQLite refuses a write while another thread writes: the bookkeeping waits, the request does not fail."""
+    from django.db import OperationalError
+    from django.db.models.query import QuerySet
+
+    from recommender.api import authentication
+    from recommender.models import APIKey
+
+    APIKey.objects.update(last_used_at=None)
+    authentication.forget_cached_keys()
+    real_update = QuerySet.update
+
+    def locked(self, **kwargs):
+        if self.model is APIKey and "last_used_at" in kwargs:
+            raise OperationalError("database table is locked: recommender_apikey")
+        return real_update(self, **kwargs)
+
+    monkeypatch.setattr(QuerySet, "update", locked)
+    r = api.get(USER.format("u1"))
+    assert r.status_code == 200, r.content
+    assert APIKey.objects.get().last_used_at is None  # not written now
+    monkeypatch.setattr(QuerySet, "update", real_update)
+    authentication.forget_cached_keys()
+    assert api.get(USER.format("u1")).status_code == 200
+    assert APIKey.objects.get().last_used_at is not None  # the next lookup wrote it
+
+
 def test_a_revoked_key_stops_working_within_the_cache_time(client_for, model, monkeypatch):
     from recommender.api import authentication
     from recommender.models import APIKey
