@@ -64,3 +64,21 @@ def reference_eligible(
     if bought is not None and item in {int(i) for i in bought}:
         return False
     return True
+
+
+def fill_world(rng: np.random.Generator, m: int, n_pins: int, dim: int = 8):
+    """A greedy fill's inputs: a pool sorted by policy score, tail flags, items, catalog, pins."""
+    n = m + n_pins + 5
+    vectors = rng.normal(size=(n, dim)).astype(np.float32)
+    if rng.random() < 0.3:  # near-duplicates: where MMR matters most
+        vectors[: n // 2] = vectors[0] + 0.01 * rng.normal(size=(n // 2, dim)).astype(np.float32)
+    catalog = make_catalog(
+        n, is_head=rng.random(n) < 0.3, ever_shown=rng.random(n) < 0.8, vectors=vectors,
+    )
+    items = rng.permutation(n)[: m + n_pins]
+    pins, items = items[:n_pins], items[n_pins:]
+    adj = rng.normal(size=m) * rng.choice([0.01, 1.0, 30.0])
+    if rng.random() < 0.3:
+        adj = np.round(adj, 1)  # ties
+    keep = np.argsort(-adj, kind="stable")
+    return keep, adj, ~catalog.is_head[items], items, catalog, pins

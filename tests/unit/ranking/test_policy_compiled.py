@@ -9,8 +9,7 @@ import pytest
 from recommender.ranking import policy as pol
 from recommender.ranking.policy import PolicyConfig, rerank
 
-from ranking_factories import NOW, make_catalog
-from test_policy_mmr_reach import _world
+from ranking_factories import NOW, fill_world, make_catalog
 
 compiled = pytest.mark.skipif(
     not pol.ACCELERATED and os.environ.get("CI") != "true",
@@ -39,7 +38,7 @@ def test_compiled_fill_picks_what_the_numpy_fill_picks(seed):
     ran_mmr = ran_plain = 0
     for _ in range(150):
         m = int(rng.integers(1, 260))
-        keep, adj, is_tail, items, catalog, pins = _world(rng, m, int(rng.integers(0, 3)))
+        keep, adj, is_tail, items, catalog, pins = fill_world(rng, m, int(rng.integers(0, 3)))
         slots = int(rng.integers(0, 30))
         policy = _random_policy(rng)
         for prune in (True, False):

@@ -7,24 +7,7 @@ import pytest
 from recommender.ranking import policy as pol
 from recommender.ranking.policy import PolicyConfig
 
-from ranking_factories import make_catalog
-
-
-def _world(rng: np.random.Generator, m: int, n_pins: int, dim: int = 8):
-    n = m + n_pins + 5
-    vectors = rng.normal(size=(n, dim)).astype(np.float32)
-    if rng.random() < 0.3:  # near-duplicates: where MMR matters most
-        vectors[: n // 2] = vectors[0] + 0.01 * rng.normal(size=(n // 2, dim)).astype(np.float32)
-    catalog = make_catalog(
-        n, is_head=rng.random(n) < 0.3, ever_shown=rng.random(n) < 0.8, vectors=vectors,
-    )
-    items = rng.permutation(n)[: m + n_pins]
-    pins, items = items[:n_pins], items[n_pins:]
-    adj = rng.normal(size=m) * rng.choice([0.01, 1.0, 30.0])
-    if rng.random() < 0.3:
-        adj = np.round(adj, 1)  # ties
-    keep = np.argsort(-adj, kind="stable")
-    return keep, adj, ~catalog.is_head[items], items, catalog, pins
+from ranking_factories import fill_world
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -33,7 +16,7 @@ def test_pruned_fill_picks_exactly_what_the_full_fill_picks(seed):
     pruned_some = 0
     for _ in range(150):
         m = int(rng.integers(5, 400))
-        keep, adj, is_tail, items, catalog, pins = _world(rng, m, int(rng.integers(0, 3)))
+        keep, adj, is_tail, items, catalog, pins = fill_world(rng, m, int(rng.integers(0, 3)))
         slots = int(rng.integers(1, 30))
         policy = PolicyConfig(
             diversity=float(rng.choice([0.05, 0.2, 0.5, 0.9])),
