@@ -33,6 +33,10 @@ class Item(models.Model):
             models.Index(fields=["category"], name="rec_item_category"),
             models.Index(fields=["created_at"], name="rec_item_created"),
             models.Index(fields=["text_hash"], name="rec_item_text_hash"),
+            # Serving processes read the items changed since their last look every minute
+            # (serving.catalog.read_item_changes): without it, a scan of the whole table each
+            # time in every worker (13-20 ms of database CPU at 100k items).
+            models.Index(fields=["updated_at"], name="rec_item_updated"),
         ]
 
     def __str__(self) -> str:

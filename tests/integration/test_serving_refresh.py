@@ -21,6 +21,7 @@ from recommender.ingestion.events import do_erase_user
 from recommender.models import Event, EventType, ImpressionBatch, Item, ShopUser
 from recommender.serving import catalog as cat
 from recommender.serving.impressions import ServedRecord, do_log_impressions
+from tests.conftest import require_postgres
 
 pytestmark = pytest.mark.django_db
 
@@ -265,3 +266,17 @@ def test_shown_within_the_lookback_reads_filled_days_from_the_count_table():
     # Without any filled day, every day comes from the events (the job never ran).
     ReportDay.objects.all().delete()
     assert cat.shown_within(pks, now - timedelta(days=30), now).tolist() == [True, False, True, True, False, False]
+
+
+def test_the_changed_items_query_can_use_the_updated_at_index():
+    """Every worker asks for the changed items each minute: an index range, not a table scan."""
+    from django.db import connection
+
+    require_postgres()  # EXPLAIN's output is PostgreSQL's
+    _items()
+    since = dj_timezone.now() - timedelta(minutes=1)
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_seqscan = off")  # a tiny test table: ask whether it *can*
+        cur.execute("EXPLAIN " + cat._item_sql("WHERE updated_at >= %s"), [since])
+        plan = "\n".join(row[0] for row in cur.fetchall())
+    assert "rec_item_updated" in plan, plan
