@@ -161,16 +161,43 @@ def _written_statements(captured) -> list[str]:
     return [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
 
 
-def test_a_batch_is_two_statements_whatever_its_size_and_does_not_wait_for_the_wal(items):
+def test_a_batch_is_two_statements_whatever_its_size(items):
     require_postgres()
     for size in (1, 50):
         batch = [served(items, f"u{n % 7}", ["sku-1", "sku-2", "sku-3"]) for n in range(size)]
         with CaptureQueriesContext(connection) as captured:
             do_log_impressions(batch)
-        setting, *written = _written_statements(captured)
-        assert setting == "SET LOCAL synchronous_commit TO OFF"  # this transaction only
-        assert len(written) == 2, written
+        written = _written_statements(captured)
+        assert len(written) == 2, written  # and no SET (on the flusher's connection no BEGIN, COMMIT)
     assert Event.objects.count() == 51 * 3
+
+
+def _synchronous_commit() -> str:
+    with connection.cursor() as cur:
+        cur.execute("SHOW synchronous_commit")
+        return cur.fetchone()[0]
+
+
+def test_the_writing_transaction_does_not_wait_for_the_wal(items):
+    """Inside the test's transaction the setting the writer made is still visible: it was made
+    in the transaction that wrote the lists (and holds to that transaction's end)."""
+    require_postgres()
+    assert _synchronous_commit() == "on"
+    do_log_impressions([served(items, "wal", ["sku-1"])])
+    assert _synchronous_commit() == "off"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_setting_ends_with_the_write_not_the_session():
+    """Autocommit, as on the flusher's connection: the statement's own transaction only, so a
+    pooled server connection (PgBouncer, transaction mode) is handed back as it was."""
+    require_postgres()
+    Item.objects.create(external_id="sku-0", title="Item 0")
+    items = dict(Item.objects.values_list("external_id", "pk"))
+    assert connection.get_autocommit()
+    do_log_impressions([served(items, "autocommit", ["sku-0"])])
+    assert Event.objects.filter(event_type=EventType.IMPRESSION).count() == 1
+    assert _synchronous_commit() == "on"
 
 
 def test_a_batch_runs_prepared_statements_planned_once_per_connection(items):
@@ -180,10 +207,10 @@ def test_a_batch_runs_prepared_statements_planned_once_per_connection(items):
     with connection.cursor() as cur:
         cur.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cur.fetchall()]
-    # one statement each, reused by every batch; the SET is Django's own cursor's
+    # one statement each, reused by every batch
     assert len([p for p in prepared if "INSERT INTO recommender_servedlist" in p]) == 1, prepared
     assert len([p for p in prepared if "INSERT INTO recommender_shopuser" in p]) == 1, prepared
-    assert not [p for p in prepared if "synchronous_commit" in p]
+    assert not [p for p in prepared if "SET " in p]
     assert Event.objects.filter(event_type=EventType.IMPRESSION).count() == 6
 
 
