@@ -114,3 +114,57 @@ def write_json(path: str | None, payload: dict) -> None:
 
 def machine() -> str:
     return f"{os.cpu_count()} cores, Python {sys.version.split()[0]}"
+
+
+def _python_loop(n: int = 1_000_000) -> float:
+    started = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i
+    return time.perf_counter() - started
+
+
+def _pipe_round_trips(n: int = 2_000) -> list[float]:
+    """Round trips of one byte between this process and a child over two pipes (each a wakeup
+    of a sleeping process: what every request costs between the client, gunicorn's threads
+    and PostgreSQL)."""
+    from_parent, to_child = os.pipe()  # (read end, write end)
+    from_child, to_parent = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child echoes until the pipe closes
+        os.close(to_child)
+        os.close(from_child)
+        while os.read(from_parent, 1):
+            os.write(to_parent, b"x")
+        os._exit(0)
+    os.close(from_parent)
+    os.close(to_parent)
+    out = []
+    try:
+        for _ in range(n):
+            started = time.perf_counter()
+            os.write(to_child, b"x")
+            os.read(from_child, 1)
+            out.append(time.perf_counter() - started)
+    finally:
+        os.close(to_child)
+        os.close(from_child)
+        os.waitpid(pid, 0)
+    return out
+
+
+def machine_speed() -> dict[str, float]:
+    """How fast this box runs what a request is made of, so figures from different boxes compare.
+
+    The same 2-core kind of machine has differed ~2x between sessions (another CPU, or a guest
+    nested in another virtual machine, where every wakeup and page fault costs more):
+    ``python_loop_ms`` is 1M additions in a Python loop (the interpreter), ``pipe_round_trip_us``
+    one byte to another process and back (two wakeups), both medians of repeated runs.
+    """
+    loops = [_python_loop() for _ in range(7)]
+    trips = _pipe_round_trips()
+    return {
+        "python_loop_ms": statistics.median(loops) * 1000,
+        "pipe_round_trip_us": statistics.median(trips) * 1e6,
+        "pipe_round_trip_p99_us": sorted(trips)[int(len(trips) * 0.99)] * 1e6,
+    }

@@ -70,7 +70,9 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import PY, REPO, bench_env, free_port, fresh_database, machine, manage, print_table, write_json  # noqa: E402
+from bench._common import (  # noqa: E402
+    PY, REPO, bench_env, free_port, fresh_database, machine, machine_speed, manage, print_table, write_json,
+)
 
 
 #: The share of the flat-out rate offered by the extra open loop when ``--rate`` overloads the machine.
@@ -567,6 +569,7 @@ def main() -> None:
     from django.db import connections
 
     connections.close_all()
+    speed = machine_speed()  # next to the HTTP runs: the box's speed when they ran
     mem = []
     headers = {"Authorization": f"Bearer {key}"}
     paths = [f"/api/v1/recommendations/users/user-{j}?k=20" for j in user_rows]
@@ -630,6 +633,9 @@ def main() -> None:
           f"setup {setup_s:.0f} s, first request (load) {load_s * 1000:.0f} ms; HTTP errors: {errors}; "
           f"open loop: the client sent p50 {pct(late, 50):.2f} ms / p99 {pct(late, 99):.2f} ms after the schedule "
           f"(counted in its latencies); {priority}")
+    print(f"machine speed: a Python loop of 1M additions {speed['python_loop_ms']:.1f} ms, a pipe round trip "
+          f"to another process p50 {speed['pipe_round_trip_us']:.1f} us / p99 {speed['pipe_round_trip_p99_us']:.0f} us "
+          "(compare boxes by these before comparing their latencies)")
     print_table(
         "Personalised top-20 with the full policy (client: what the caller saw; server: Server-Timing of the view)",
         ["path", "client p50 ms", "client p99 ms", "server p50 ms", "server p99 ms", "req/s", "p50 / floor"], rows,
@@ -681,7 +687,8 @@ def main() -> None:
         "client_priority": priority,
         "targets": targets, "targets_met": met, "load_average_1min": load_avg, "cpu_ms_per_request": cpu_ms,
         "machine_cpu_ms_per_request": machine_ms,
-        "server": server, "machine": machine(), "items": args.items, "users": args.users, "events": args.events,
+        "server": server, "machine": machine(), "machine_speed": speed,
+        "items": args.items, "users": args.users, "events": args.events,
         "dim": args.dim, "requests": args.requests, "http_errors": errors, "load_ms": load_s * 1000,
         "rows": [
             dict(zip(["path", "p50_ms", "p99_ms", "server_p50_ms", "server_p99_ms", "req_per_s", "p50_over_floor"], r))

@@ -50,3 +50,19 @@ def test_the_worker_trace_file_is_read_as_gunicorn_trace_writes_it(tmp_path):
     path = tmp_path / "w.tsv"
     path.write_text("pid\twhat\tstart_s\tend_s\n12\tflush\t1.000000\t1.015000\n13\tgc2\t2.5\t2.58\n")
     assert read_worker_trace(path) == [("flush", 1.0, 1.015), ("gc2", 2.5, 2.58)]
+
+
+def test_the_machine_speed_probe_measures_both_figures_and_leaves_no_child_behind():
+    import os
+
+    from bench._common import machine_speed
+
+    speed = machine_speed()
+    assert set(speed) == {"python_loop_ms", "pipe_round_trip_us", "pipe_round_trip_p99_us"}
+    assert 0 < speed["python_loop_ms"] < 10_000
+    assert 0 < speed["pipe_round_trip_us"] <= speed["pipe_round_trip_p99_us"]
+    try:
+        os.waitpid(-1, os.WNOHANG)
+        raise AssertionError("a child process is still there")
+    except ChildProcessError:
+        pass  # the echo child was reaped
