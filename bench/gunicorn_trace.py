@@ -7,14 +7,20 @@ load generator's ``--trace`` uses, so the two line up) to ``$BENCH_WORKER_TRACE`
 * ``refresh``: the serving-refresh job (catalog / impression counts / version swap);
 * ``flush``: one write of queued impressions.
 
-Only the benchmark loads this file; the service itself carries no tracing.
+Only the benchmark loads this file; the service itself carries no tracing. It starts from the
+project's gunicorn.conf.py (its settings and hooks), so traced runs serve as untraced ones do.
 """
 from __future__ import annotations
 
 import functools
 import gc
 import os
+import runpy
 import time
+from pathlib import Path
+
+_project = runpy.run_path(str(Path(__file__).resolve().parents[1] / "gunicorn.conf.py"))
+globals().update({k: v for k, v in _project.items() if not k.startswith("_") and k != "post_fork"})
 
 _started: dict[str, float] = {}
 _file = None  # this worker's trace file, opened once after the fork
@@ -40,7 +46,9 @@ def _timed(what: str, fn):
     return wrapper
 
 
-def post_fork(server, worker):  # noqa: ARG001 - gunicorn's hook signature
+def post_fork(server, worker):
+    _project["post_fork"](server, worker)
+
     def on_gc(phase: str, info: dict) -> None:
         if phase == "start":
             _started["gc"] = time.monotonic()

@@ -640,7 +640,7 @@ def main() -> None:
         "Personalised top-20 with the full policy (client: what the caller saw; server: Server-Timing of the view)",
         ["path", "client p50 ms", "client p99 ms", "server p50 ms", "server p99 ms", "req/s", "p50 / floor"], rows,
     )
-    print_table("gunicorn workers", ["pid", "RSS MB", "PSS MB"], [[p, r, s] for p, r, s in mem])
+    print_table("gunicorn workers", ["pid", "RSS MB", "PSS MB", "cores"], [list(m) for m in mem])
     print_table(
         "CPU per request in the flat-out run (ms; 2 cores give 2,000 ms a second to share)",
         ["process", "CPU ms / request"],
@@ -694,7 +694,7 @@ def main() -> None:
             dict(zip(["path", "p50_ms", "p99_ms", "server_p50_ms", "server_p99_ms", "req_per_s", "p50_over_floor"], r))
             for r in rows
         ],
-        "workers": [dict(zip(["pid", "rss_mb", "pss_mb"], m)) for m in mem],
+        "workers": [dict(zip(["pid", "rss_mb", "pss_mb", "cores"], m)) for m in mem],
         "stalls": [dict(zip(["event", "count", "median_ms", "share_all", "share_slowest"], r)) for r in stalls],
         "candidates": [dict(zip(["search", "p50_ms", "p99_ms", "recall_at_200", "exact_top20_found", "build_s"], r))
                        for r in ann],
@@ -812,7 +812,12 @@ def _machine_busy() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _memory(pid: int) -> tuple[int, float, float]:
+def _memory(pid: int) -> tuple[int, float, float, str]:
+    """(pid, RSS MB, PSS MB, the cores it may run on: one when gunicorn.conf.py pinned it)."""
+    try:
+        cores = ",".join(str(c) for c in sorted(os.sched_getaffinity(pid)))
+    except OSError:
+        cores = "?"
     rss = pss = float("nan")
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -822,7 +827,7 @@ def _memory(pid: int) -> tuple[int, float, float]:
                 pss = int(line.split()[1]) / 1024
     except OSError:  # the worker exited meanwhile: its figures stay NaN in the table
         rss = pss = float("nan")
-    return pid, rss, pss
+    return pid, rss, pss, cores
 
 
 if __name__ == "__main__":
