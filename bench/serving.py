@@ -211,15 +211,18 @@ def floor_latency(n: int, users: list[int], seed: int) -> list[float]:
 
 
 def ann_rows(n: int, seed: int) -> list[list]:
-    """Exact product vs the hnswlib graph on the served vectors: per-query time and recall@200."""
+    """Exact product vs the hnswlib graph on the served vectors, for the candidates a request
+    asks for (``SERVING_CANDIDATES``): per-query time and recall."""
     try:
         import hnswlib  # noqa: F401
     except ImportError:
         return []
-    from recommender.serving.index import VectorIndex
+    from recommender.conf import settings as rec_settings
+    from recommender.serving.index import ANN_EF, VectorIndex
     from recommender.serving.state import get_state
 
     served = get_state().current()[0].index
+    k = rec_settings.SERVING_CANDIDATES
     exact = VectorIndex("exact", served.item_vectors, served.item_pks, served.user_vectors, served.user_pks)
     graph = VectorIndex("ann", exact.item_vectors, exact.item_pks, ann_min_cells=1)
     t = time.perf_counter()
@@ -232,17 +235,17 @@ def ann_rows(n: int, seed: int) -> list[list]:
     recall, top20 = [], []
     for q in queries:
         t = time.perf_counter()
-        a, _ = exact.search(q, 200)
+        a, _ = exact.search(q, k)
         times["exact"].append(time.perf_counter() - t)
         t = time.perf_counter()
-        b, _ = graph.search(q, 200)
+        b, _ = graph.search(q, k)
         times["hnsw"].append(time.perf_counter() - t)
         found = set(b.tolist())
-        recall.append(len(set(a.tolist()) & found) / 200)
+        recall.append(len(set(a.tolist()) & found) / k)
         top20.append(len(set(a[:20].tolist()) & found) / 20)  # the best items the policy would miss
     return [
         ["exact numpy", pct(times["exact"], 50), pct(times["exact"], 99), 1.0, 1.0, 0.0],
-        ["hnswlib (M=16, ef=256)", pct(times["hnsw"], 50), pct(times["hnsw"], 99), float(np.mean(recall)),
+        [f"hnswlib (M=16, ef={ANN_EF})", pct(times["hnsw"], 50), pct(times["hnsw"], 99), float(np.mean(recall)),
          float(np.mean(top20)), build],
     ]
 
@@ -655,8 +658,9 @@ def main() -> None:
             ["worker event", "count", "median ms", "share of all requests", "share of the slowest"], stalls,
         )
     if ann:
-        print_table("Top-200 candidates: exact vs graph (exact top-20 among them: what the policy could miss)",
-                    ["search", "p50 ms", "p99 ms", "recall@200", "exact top-20 found", "build s"], ann)
+        k = rec_settings.SERVING_CANDIDATES
+        print_table(f"Top-{k} candidates: exact vs graph (exact top-20 among them: what the policy could miss)",
+                    ["search", "p50 ms", "p99 ms", f"recall@{k}", "exact top-20 found", "build s"], ann)
     targets = {"p50_ms": 5.0, "p99_ms": 15.0, "rps": 300.0, "rss_mb": 400.0}
     headline = {
         "p50_ms": pct(opened.latency, 50),
@@ -696,7 +700,7 @@ def main() -> None:
         ],
         "workers": [dict(zip(["pid", "rss_mb", "pss_mb", "cores"], m)) for m in mem],
         "stalls": [dict(zip(["event", "count", "median_ms", "share_all", "share_slowest"], r)) for r in stalls],
-        "candidates": [dict(zip(["search", "p50_ms", "p99_ms", "recall_at_200", "exact_top20_found", "build_s"], r))
+        "candidates": [dict(zip(["search", "p50_ms", "p99_ms", "recall_at_k", "exact_top20_found", "build_s"], r))
                        for r in ann],
     })
 

@@ -53,8 +53,11 @@ DEFAULTS: dict[str, Any] = {
     # old ones meanwhile); False does it in the request that notices, which tests need because
     # a thread's connection cannot see a test's uncommitted rows.
     "SERVING_REFRESH_IN_BACKGROUND": True,
-    # Model candidates handed to the exposure policy per request (it re-ranks them to k).
-    "SERVING_CANDIDATES": 200,
+    # Model candidates handed to the exposure policy per request (it re-ranks them to k): the
+    # depth at which bench/offline_eval.py measures the policy (evaluate.POLICY_DEPTH). Five
+    # times as many with a category or price filter. 200 had cost ~0.15-0.2 ms more CPU a
+    # request (the graph search and exact re-scoring of twice the rows), session 8.
+    "SERVING_CANDIDATES": 100,
     # From this many n_items * dimensions on, the index searches an hnswlib graph (when
     # hnswlib is installed) instead of an exact numpy product; None searches exactly always.
     # Chosen from bench/ann_threshold.py (top-200, one thread, clustered vectors, M=16, ef=256):
@@ -64,7 +67,8 @@ DEFAULTS: dict[str, Any] = {
     # both paths). Below ~3M cells the exact product is 0.15-0.45 ms and the graph saves
     # 0.03-0.3 ms for a build in every process at each version load (100k x 64: 6-8 s of one
     # core) and ~400 B per item of private memory per worker (100k x 64: 39 MB), so 4M
-    # (e.g. 62k items of d=64, 31k of d=128).
+    # (e.g. 62k items of d=64, 31k of d=128). Serving now asks for the top 100 at ef=128
+    # (index.ANN_EF), where the graph is faster still: the threshold errs on the exact side.
     "SERVING_ANN_MIN_CELLS": 4_000_000,
     # BLAS threads of a serving process (None leaves it alone): a matrix-vector product gains
     # nothing from more, and workers' BLAS threads fighting over cores wreck p99.

@@ -21,6 +21,13 @@ class IndexUnavailable(Exception):
     """An artifact folder is missing or malformed; the message says which file."""
 
 
+#: hnswlib's search breadth (it searches at least as wide as the ``k`` asked for). For the
+#: top 100 of 100k x 64 clustered vectors (session 8, 600 users' vectors): ef=128 took 187 us
+#: of CPU a query and found 0.972 of the exact top-20 (recall@100 0.862), against 264 us and
+#: 0.979 (0.882) at ef=256.
+ANN_EF = 128
+
+
 def _pk_lookup(pks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted pks, their positions) for a vectorised pk -> index search."""
     order = np.argsort(pks, kind="stable")
@@ -397,5 +404,5 @@ class VectorIndex:
         ann = hnswlib.Index(space="ip", dim=self.dim)
         ann.init_index(max_elements=n, ef_construction=100, M=16, random_seed=0)
         ann.add_items(np.asarray(self.item_vectors[:n], dtype=np.float32), np.arange(n), num_threads=1)
-        ann.set_ef(256)
+        ann.set_ef(ANN_EF)
         box[0] = ann  # one reference swap, seen by every index sharing the box
