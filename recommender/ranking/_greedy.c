@@ -1,4 +1,5 @@
-/* The greedy fill of the exposure policy (step 4 of recommender/ranking/policy.py), in C.
+/* The greedy fill of the exposure policy (step 4 of recommender/ranking/policy.py) and the
+ * selection of the candidates it ranks (steps 0-1), in C.
  *
  * policy._fill keeps the reference implementation in numpy and calls this one when the
  * extension is built: the same picks and reason codes from the same float arrays (the MMR
@@ -21,6 +22,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -205,8 +207,175 @@ done:
     return out;
 }
 
+/* select(order, cand, raw, active, in_stock, impressions, cap, cap_items, cap_values, codes,
+ *        category, price, price_filter, min_price, max_price, buried, exclude, bought, out) -> k
+ *
+ * Steps 0-1 of rerank: the rows of the candidates to keep, in the order rerank ranks them
+ * (score best first, ties by row), first occurrence of each item only, hard filters passed.
+ * The numpy reference is policy._select_rows (the tests compare the two).
+ *   order       int64[n]    the rows by score, best first, ties by row (numpy's stable argsort
+ *                           of -raw: its sort beats qsort's comparator calls on big pools)
+ *   cand        int64[n]    item indices (-1: none); every other one in [0, n_items)
+ *   raw         float64[n]  model scores (non-finite: dropped)
+ *   active      bool[N] or None       eligible items (None: all)
+ *   in_stock    bool[N] or None       in stock (None: the request takes any)
+ *   impressions int64[N]    today's impressions; cap float64: default daily cap (inf: none)
+ *   cap_items   int64[c]    sorted items with caps of their own, cap_values float64[c]
+ *   codes       int64[a] sorted or None: allowed category codes; category int64[N]
+ *   price       float64[N]; price_filter: whether min_price/max_price apply (NaN fails them)
+ *   buried, exclude int64 sorted; bought int64 in any order
+ *   out         int64[n]    writable: the rows, out[:k]
+ */
+static int by_value(const void *a, const void *b)
+{
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : (x > y);
+}
+
+/* Position of v in sorted a[0..n), or -1. */
+static Py_ssize_t find_sorted(const int64_t *a, Py_ssize_t n, int64_t v)
+{
+    Py_ssize_t lo = 0, hi = n;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (a[mid] < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && a[lo] == v ? lo : -1;
+}
+
+static PyObject *select_rows(PyObject *self, PyObject *args)
+{
+    PyObject *order_o, *cand_o, *raw_o, *active_o, *stock_o, *imp_o, *cap_items_o, *cap_values_o, *codes_o;
+    PyObject *category_o, *price_o, *buried_o, *exclude_o, *bought_o, *out_o;
+    double cap, min_price, max_price;
+    int price_filter;
+    if (!PyArg_ParseTuple(args, "OOOOOOdOOOOOpddOOOO", &order_o, &cand_o, &raw_o, &active_o, &stock_o, &imp_o,
+                          &cap, &cap_items_o, &cap_values_o, &codes_o, &category_o, &price_o,
+                          &price_filter, &min_price, &max_price, &buried_o, &exclude_o, &bought_o,
+                          &out_o))
+        return NULL;
+
+    Buf order_b = {0}, cand_b = {0}, raw_b = {0}, active_b = {0}, stock_b = {0}, imp_b = {0}, cap_items_b = {0};
+    Buf cap_values_b = {0}, codes_b = {0}, category_b = {0}, price_b = {0}, buried_b = {0};
+    Buf exclude_b = {0}, bought_b = {0}, out_b = {0};
+    PyObject *result = NULL;
+    int64_t *bought = NULL;
+    char *seen = NULL;
+
+    if (get_buf(cand_o, &cand_b, 8, -1, "cand") < 0)
+        goto done;
+    const Py_ssize_t n = cand_b.view.len / 8;
+    if (get_buf(order_o, &order_b, 8, n, "order") < 0 || get_buf(raw_o, &raw_b, 8, n, "raw") < 0
+        || get_buf(imp_o, &imp_b, 8, -1, "impressions") < 0)
+        goto done;
+    const Py_ssize_t n_items = imp_b.view.len / 8;
+    if ((active_o != Py_None && get_buf(active_o, &active_b, 1, n_items, "active") < 0)
+        || (stock_o != Py_None && get_buf(stock_o, &stock_b, 1, n_items, "in_stock") < 0)
+        || get_buf(cap_items_o, &cap_items_b, 8, -1, "cap_items") < 0
+        || get_buf(cap_values_o, &cap_values_b, 8, cap_items_b.view.len / 8, "cap_values") < 0
+        || (codes_o != Py_None && get_buf(codes_o, &codes_b, 8, -1, "codes") < 0)
+        || get_buf(category_o, &category_b, 8, n_items, "category") < 0
+        || get_buf(price_o, &price_b, 8, n_items, "price") < 0
+        || get_buf(buried_o, &buried_b, 8, -1, "buried") < 0
+        || get_buf(exclude_o, &exclude_b, 8, -1, "exclude") < 0
+        || get_buf(bought_o, &bought_b, 8, -1, "bought") < 0)
+        goto done;
+    if (PyObject_GetBuffer(out_o, &out_b.view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+        goto done;
+    out_b.held = 1;
+    if (out_b.view.itemsize != 8 || out_b.view.len < n * 8) {
+        PyErr_SetString(PyExc_ValueError, "out: expected a writable int64 array as long as cand");
+        goto done;
+    }
+
+    const int64_t *order = order_b.view.buf, *cand = cand_b.view.buf, *imp = imp_b.view.buf, *cap_items = cap_items_b.view.buf;
+    const double *raw = raw_b.view.buf, *cap_values = cap_values_b.view.buf, *price = price_b.view.buf;
+    const char *active = active_o != Py_None ? active_b.view.buf : NULL;
+    const char *stock = stock_o != Py_None ? stock_b.view.buf : NULL;
+    const int64_t *codes = codes_o != Py_None ? codes_b.view.buf : NULL, *category = category_b.view.buf;
+    const Py_ssize_t n_caps = cap_items_b.view.len / 8, n_codes = codes_b.held ? codes_b.view.len / 8 : 0;
+    const int64_t *buried = buried_b.view.buf, *exclude = exclude_b.view.buf;
+    const Py_ssize_t n_buried = buried_b.view.len / 8, n_exclude = exclude_b.view.len / 8;
+    const Py_ssize_t n_bought = bought_b.view.len / 8;
+    int64_t *out = out_b.view.buf;
+
+    bought = PyMem_Malloc((n_bought ? n_bought : 1) * sizeof(int64_t));
+    seen = PyMem_Calloc(n_items ? n_items : 1, 1);
+    if (!bought || !seen) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(bought, bought_b.view.buf, n_bought * sizeof(int64_t));
+    qsort(bought, n_bought, sizeof(int64_t), by_value);
+
+    Py_ssize_t k = 0;
+    for (Py_ssize_t r = 0; r < n; r++) {
+        const int64_t row = order[r];
+        if (row < 0 || row >= n) {
+            PyErr_SetString(PyExc_ValueError, "order: expected a permutation of the rows");
+            goto done;
+        }
+        const int64_t item = cand[row];
+        if (item < 0 || !isfinite(raw[row]))
+            continue; /* no item, or no usable score */
+        if (item >= n_items) {
+            PyErr_Format(PyExc_ValueError, "candidate item index %lld is outside the catalog",
+                         (long long)item);
+            goto done;
+        }
+        if (seen[item])
+            continue; /* a later copy of an item: the first one decides */
+        seen[item] = 1;
+        if (active && !active[item])
+            continue;
+        if (stock && !stock[item])
+            continue;
+        if (codes && find_sorted(codes, n_codes, category[item]) < 0)
+            continue;
+        if (price_filter && !(price[item] >= min_price && price[item] <= max_price))
+            continue; /* NaN fails; an open bound is -inf or inf */
+        double item_cap = cap;
+        if (n_caps) {
+            Py_ssize_t at = find_sorted(cap_items, n_caps, item);
+            if (at >= 0)
+                item_cap = cap_values[at];
+        }
+        if (!((double)imp[item] < item_cap))
+            continue;
+        if (find_sorted(buried, n_buried, item) >= 0 || find_sorted(exclude, n_exclude, item) >= 0
+            || find_sorted(bought, n_bought, item) >= 0)
+            continue;
+        out[k++] = row;
+    }
+    result = PyLong_FromSsize_t(k);
+
+done:
+    PyMem_Free(bought);
+    PyMem_Free(seen);
+    release(&order_b);
+    release(&cand_b);
+    release(&raw_b);
+    release(&active_b);
+    release(&stock_b);
+    release(&imp_b);
+    release(&cap_items_b);
+    release(&cap_values_b);
+    release(&codes_b);
+    release(&category_b);
+    release(&price_b);
+    release(&buried_b);
+    release(&exclude_b);
+    release(&bought_b);
+    release(&out_b);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"fill", fill, METH_VARARGS, "The exposure policy's greedy fill; see recommender/ranking/_greedy.c."},
+    {"select", select_rows, METH_VARARGS, "The rows rerank keeps, ranked; see recommender/ranking/_greedy.c."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -486,11 +486,12 @@ class RequestFilters:
                     "swap them."
                 )
         object.__setattr__(self, "_exclude", _sorted_ids(self.exclude_ids))
-        cats = None
+        cats = codes = None
         if self.categories is not None:
             codes = _sorted_ids(self.categories)
             cats = _code_table(codes, np.ones(len(codes), dtype=bool), False)
         object.__setattr__(self, "_categories", cats)
+        object.__setattr__(self, "_category_codes", codes)  # sorted, for the compiled selection
 
 
 _NO_FILTERS = RequestFilters()
@@ -625,18 +626,8 @@ def rerank(
 
     # Rows best-first by model score (stable, so ties keep the source's order); a duplicate
     # item then keeps its first, i.e. best, row.
-    rows = np.flatnonzero((cand >= 0) & np.isfinite(raw))
-    rows = rows[np.argsort(-raw[rows], kind="stable")]
-    items = cand[rows].astype(np.int64, copy=False)
-    index = _IdIndex(items)
-    if index.has_duplicates():  # rare: only then pay for np.unique
-        _, first = np.unique(items, return_index=True)
-        first.sort()
-        rows, items = rows[first], items[first]
-        index = _IdIndex(items)
+    rows, items, index = _select_rows(cand, raw, catalog, policy, request, bought)
 
-    ok = eligible_mask(items, catalog, policy, request, bought, index)
-    rows, items, index = rows[ok], items[ok], index.subset(ok)
     s = raw[rows]
 
     # Standardise so boosts and MMR trade-offs mean the same whatever the model's scale.
@@ -780,6 +771,56 @@ def _spread(
     new_keep = keep.copy()
     new_keep[slots] = moved
     return new_adj, new_keep
+
+
+def _select_rows(
+    cand: np.ndarray,
+    raw: np.ndarray,
+    catalog: CatalogArrays,
+    policy: PolicyConfig,
+    request: RequestFilters,
+    bought: np.ndarray | None,
+    accelerated: bool = True,
+) -> tuple[np.ndarray, np.ndarray, _IdIndex]:
+    """Steps 0-1 of :func:`rerank`: the candidate rows kept, best score first (ties by row).
+
+    Rows with no item (-1) or a non-finite score are dropped, an item listed twice keeps its
+    best row, and the hard filters (:func:`eligible_mask`) drop the rest.
+
+    Returns
+    -------
+    rows : (m,) int64 positions in ``cand``; items : (m,) int64 their items; their ``_IdIndex``
+    """
+    if accelerated and _greedy is not None:
+        # The same rows from one sort and one C pass (``_greedy.select``) instead of ~25 numpy calls.
+        out = np.empty(len(cand), dtype=np.int64)
+        price_filter = request.min_price is not None or request.max_price is not None
+        cats = request._category_codes
+        raw = np.ascontiguousarray(raw, dtype=np.float64)
+        k = _greedy.select(
+            np.argsort(-raw, kind="stable"), np.ascontiguousarray(cand, dtype=np.int64), raw,
+            catalog.is_active, catalog.in_stock if request.in_stock_only else None,
+            catalog.impressions_today,
+            math.inf if policy.daily_impression_cap is None else float(policy.daily_impression_cap),
+            policy._cap_items, policy._cap_values, cats, catalog.category, catalog.price, price_filter,
+            -math.inf if request.min_price is None else float(request.min_price),
+            math.inf if request.max_price is None else float(request.max_price),
+            policy._buried, request._exclude, _ids(bought), out,
+        )
+        rows = out[:k]
+        items = cand[rows].astype(np.int64, copy=False)
+        return rows, items, _IdIndex(items)
+    rows = np.flatnonzero((cand >= 0) & np.isfinite(raw))
+    rows = rows[np.argsort(-raw[rows], kind="stable")]
+    items = cand[rows].astype(np.int64, copy=False)
+    index = _IdIndex(items)
+    if index.has_duplicates():  # rare: only then pay for np.unique
+        _, first = np.unique(items, return_index=True)
+        first.sort()
+        rows, items = rows[first], items[first]
+        index = _IdIndex(items)
+    ok = eligible_mask(items, catalog, policy, request, bought, index)
+    return rows[ok], items[ok], index.subset(ok)
 
 
 def _mmr_reach(adj: np.ndarray, tail: np.ndarray, never: np.ndarray, slots: int, lam: float) -> np.ndarray:
