@@ -636,9 +636,9 @@ def main() -> None:
           f"setup {setup_s:.0f} s, first request (load) {load_s * 1000:.0f} ms; HTTP errors: {errors}; "
           f"open loop: the client sent p50 {pct(late, 50):.2f} ms / p99 {pct(late, 99):.2f} ms after the schedule "
           f"(counted in its latencies); {priority}")
-    print(f"machine speed: a Python loop of 1M additions {speed['python_loop_ms']:.1f} ms, a pipe round trip "
-          f"to another process p50 {speed['pipe_round_trip_us']:.1f} us / p99 {speed['pipe_round_trip_p99_us']:.0f} us "
-          "(compare boxes by these before comparing their latencies)")
+    print(f"machine speed: a Python loop of 1M additions {speed['python_loop_ms']:.1f} ms, a pipe round "
+          f"trip to another process p50 {speed['pipe_round_trip_us']:.1f} us / "
+          f"p99 {speed['pipe_round_trip_p99_us']:.0f} us (compare boxes by these before their latencies)")
     print_table(
         "Personalised top-20 with the full policy (client: what the caller saw; server: Server-Timing of the view)",
         ["path", "client p50 ms", "client p99 ms", "server p50 ms", "server p99 ms", "req/s", "p50 / floor"], rows,

@@ -792,7 +792,7 @@ def _select_rows(
     rows : (m,) int64 positions in ``cand``; items : (m,) int64 their items; their ``_IdIndex``
     """
     if accelerated and _greedy is not None:
-        # The same rows from one sort and one C pass (``_greedy.select``) instead of ~25 numpy calls.
+        # The same rows from one sort and one C pass (``_greedy.select``), not ~25 numpy calls.
         out = np.empty(len(cand), dtype=np.int64)
         price_filter = request.min_price is not None or request.max_price is not None
         cats = request._category_codes
@@ -802,7 +802,8 @@ def _select_rows(
             catalog.is_active, catalog.in_stock if request.in_stock_only else None,
             catalog.impressions_today,
             math.inf if policy.daily_impression_cap is None else float(policy.daily_impression_cap),
-            policy._cap_items, policy._cap_values, cats, catalog.category, catalog.price, price_filter,
+            policy._cap_items, policy._cap_values, cats, catalog.category, catalog.price,
+            price_filter,
             -math.inf if request.min_price is None else float(request.min_price),
             math.inf if request.max_price is None else float(request.max_price),
             policy._buried, request._exclude, _ids(bought), out,

@@ -219,7 +219,7 @@ def do_log_impressions(records: list[ServedRecord]) -> None:
         return
     now = timezone.now()
     if connection.vendor == "postgresql" and not connection.in_atomic_block:
-        _write_postgresql(records, now)  # autocommit: one statement writes the lists and their events
+        _write_postgresql(records, now)  # autocommit: one statement writes lists and events
         return
     # In a caller's transaction, a savepoint: a failed batch must not abort the caller's work.
     with transaction.atomic():
