@@ -29,11 +29,13 @@ http_parser = "auto"
 # chosen in the arbiter, which knows the other workers' cores, and set in the new worker.
 # GUNICORN_PIN_WORKERS=0 leaves the scheduler free to move the workers.
 _cores = affinity.usable_cores()
+_pin_setting = os.environ.get("GUNICORN_PIN_WORKERS")
+affinity.should_pin(_pin_setting, workers, len(_cores))  # a value it does not understand stops the start
 
 
 def pre_fork(server, worker):
     # server.num_workers: the count in force, whether from here or from the command line
-    if affinity.should_pin(os.environ.get("GUNICORN_PIN_WORKERS"), server.num_workers, len(_cores)):
+    if affinity.should_pin(_pin_setting, server.num_workers, len(_cores)):
         worker.pinned_core = affinity.pick_core(
             _cores, (getattr(w, "pinned_core", None) for w in server.WORKERS.values()))
 

@@ -136,3 +136,13 @@ def test_the_production_settings_keep_connections_alive_with_one_thread_per_work
     # one worker (WEB_CONCURRENCY=1) besides the arbiter
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     assert len(children) == 1
+
+
+def test_a_pinning_setting_it_does_not_understand_stops_the_start_with_what_to_write():
+    env = {**os.environ, "GUNICORN_PIN_WORKERS": "sometimes", "GUNICORN_BIND": f"127.0.0.1:{_free_port()}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "shop_recs.wsgi", "-c", "gunicorn.conf.py", "--check-config"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode != 0
+    assert "GUNICORN_PIN_WORKERS must be auto, 1 or 0; got 'sometimes'" in done.stdout + done.stderr
