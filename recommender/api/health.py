@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import JsonResponse
 from django.views.decorators.http import require_GET
 
@@ -42,12 +42,24 @@ def _active_model() -> dict | None:
     return {"name": mv.name, "kind": mv.kind, "activated_at": mv.activated_at}
 
 
+def _check_schema(database: dict) -> dict | None:
+    """The active model, or None; reachable but without the app's tables (never migrated, or
+    an older schema) marks ``database`` not ok, saying what to run, instead of a 500."""
+    try:
+        return _active_model()
+    except DatabaseError as exc:
+        database.update(ok=False, error=(
+            f"the database answers but its tables are missing or out of date "
+            f"({type(exc).__name__}: {exc}".strip()[:240] + "); run `python manage.py migrate`"))
+        return None
+
+
 @require_GET
 def healthz(request):
     database = _check_database()
     body: dict = {"database": database}
     body["broker"] = _check_broker()
-    body["model"] = _active_model() if database["ok"] else None
+    body["model"] = _check_schema(database) if database["ok"] else None
     if not database["ok"]:
         body["status"] = "unavailable"
         return JsonResponse(body, status=503)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -43,6 +44,22 @@ def test_healthz_is_503_when_the_database_is_unreachable():
     status, body = proc.stdout.strip().splitlines()[-2:]
     assert status == "503"
     assert '"ok": false' in body and '"status": "unavailable"' in body
+
+
+def test_healthz_is_503_with_what_to_run_when_the_database_has_no_tables(tmp_path):
+    """A reachable database that was never migrated: unavailable and why, never a 500."""
+    code = (
+        "import django, json; django.setup();"
+        "from django.test import Client; r = Client().get('/healthz');"
+        "print(r.status_code); print(r.content.decode())"
+    )
+    proc = run_python(code, DATABASE_URL=f"sqlite:///{tmp_path / 'empty.sqlite3'}")
+    assert proc.returncode == 0, proc.stderr
+    status, body = proc.stdout.strip().splitlines()[-2:]
+    assert status == "503"
+    health = json.loads(body)
+    assert health["status"] == "unavailable" and health["database"]["ok"] is False
+    assert "run `python manage.py migrate`" in health["database"]["error"]
 
 
 def test_create_api_key_prints_a_working_key_on_its_last_line():
