@@ -232,6 +232,21 @@ static int by_value(const void *a, const void *b)
     return x < y ? -1 : (x > y);
 }
 
+/* Adds item (>= 0) to an open-addressing set of 2^bits slots (-1: empty); 0 if it was there.
+ * Sized by the candidates, not the catalog: no per-call cost that grows with the catalog. */
+static int set_add(int64_t *slots, int bits, int64_t item)
+{
+    const uint64_t mask = ((uint64_t)1 << bits) - 1;
+    uint64_t at = ((uint64_t)item * 0x9E3779B97F4A7C15ULL) >> (64 - bits);
+    while (slots[at] >= 0) {
+        if (slots[at] == item)
+            return 0;
+        at = (at + 1) & mask;
+    }
+    slots[at] = item;
+    return 1;
+}
+
 /* Position of v in sorted a[0..n), or -1. */
 static Py_ssize_t find_sorted(const int64_t *a, Py_ssize_t n, int64_t v)
 {
@@ -263,7 +278,7 @@ static PyObject *select_rows(PyObject *self, PyObject *args)
     Buf exclude_b = {0}, bought_b = {0}, out_b = {0};
     PyObject *result = NULL;
     int64_t *bought = NULL;
-    char *seen = NULL;
+    int64_t *seen = NULL;
 
     if (get_buf(cand_o, &cand_b, 8, -1, "cand") < 0)
         goto done;
@@ -303,11 +318,15 @@ static PyObject *select_rows(PyObject *self, PyObject *args)
     int64_t *out = out_b.view.buf;
 
     bought = PyMem_Malloc((n_bought ? n_bought : 1) * sizeof(int64_t));
-    seen = PyMem_Calloc(n_items ? n_items : 1, 1);
+    int bits = 1;
+    while (((Py_ssize_t)1 << bits) < 2 * n)
+        bits++; /* at most half full */
+    seen = PyMem_Malloc(((size_t)1 << bits) * sizeof(int64_t));
     if (!bought || !seen) {
         PyErr_NoMemory();
         goto done;
     }
+    memset(seen, 0xff, ((size_t)1 << bits) * sizeof(int64_t)); /* every slot -1: empty */
     memcpy(bought, bought_b.view.buf, n_bought * sizeof(int64_t));
     qsort(bought, n_bought, sizeof(int64_t), by_value);
 
@@ -326,9 +345,8 @@ static PyObject *select_rows(PyObject *self, PyObject *args)
                          (long long)item);
             goto done;
         }
-        if (seen[item])
+        if (!set_add(seen, bits, item))
             continue; /* a later copy of an item: the first one decides */
-        seen[item] = 1;
         if (active && !active[item])
             continue;
         if (stock && !stock[item])
