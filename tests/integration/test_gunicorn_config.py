@@ -134,8 +134,7 @@ def test_the_production_settings_keep_connections_alive_with_one_thread_per_work
     assert conn.sock is sock_before  # the same TCP connection served every request
     conn.close()
     # one worker (WEB_CONCURRENCY=1) besides the arbiter
-    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    assert len(children) == 1
+    assert len(_workers(proc, 1)) == 1
 
 
 def test_a_pinning_setting_it_does_not_understand_stops_the_start_with_what_to_write():

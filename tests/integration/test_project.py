@@ -33,29 +33,28 @@ def test_healthz_reports_database_broker_and_model(client):
     assert body["status"] in {"ok", "degraded"}
 
 
-def test_healthz_is_503_when_the_database_is_unreachable():
+def healthz_in_a_process(database_url: str) -> tuple[str, str]:
+    """(status code, body) of ``GET /healthz`` in a fresh process on ``database_url``."""
     code = (
         "import django, json; django.setup();"
         "from django.test import Client; r = Client().get('/healthz');"
         "print(r.status_code); print(r.content.decode())"
     )
-    proc = run_python(code, DATABASE_URL="postgres://postgres@127.0.0.1:1/nowhere")
+    proc = run_python(code, DATABASE_URL=database_url)
     assert proc.returncode == 0, proc.stderr
     status, body = proc.stdout.strip().splitlines()[-2:]
+    return status, body
+
+
+def test_healthz_is_503_when_the_database_is_unreachable():
+    status, body = healthz_in_a_process("postgres://postgres@127.0.0.1:1/nowhere")
     assert status == "503"
     assert '"ok": false' in body and '"status": "unavailable"' in body
 
 
 def test_healthz_is_503_with_what_to_run_when_the_database_has_no_tables(tmp_path):
     """A reachable database that was never migrated: unavailable and why, never a 500."""
-    code = (
-        "import django, json; django.setup();"
-        "from django.test import Client; r = Client().get('/healthz');"
-        "print(r.status_code); print(r.content.decode())"
-    )
-    proc = run_python(code, DATABASE_URL=f"sqlite:///{tmp_path / 'empty.sqlite3'}")
-    assert proc.returncode == 0, proc.stderr
-    status, body = proc.stdout.strip().splitlines()[-2:]
+    status, body = healthz_in_a_process(f"sqlite:///{tmp_path / 'empty.sqlite3'}")
     assert status == "503"
     health = json.loads(body)
     assert health["status"] == "unavailable" and health["database"]["ok"] is False
