@@ -12,6 +12,7 @@ results.md, results.json, tuning.json and ndcg_vs_aplt.png to --out. No Django.
     .venv/bin/python bench/offline_eval.py --exclude main   # peers only: a few minutes on 2 cores
     .venv/bin/python bench/offline_eval.py --methods main --no-rerank --out /tmp/eval_main  # main + policy rows
     .venv/bin/python bench/offline_eval.py --data-dir path/to/folder_with_items_and_events_csv
+    .venv/bin/python bench/offline_eval.py --methods main --until 2011-07-01  # a back-test in summer
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import argparse  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--spreadings", default=",".join(str(v) for v in evaluate.POLICY_SPREADINGS),
                     help="exposure_spreading strengths of the policy's spreading curve (comma-separated; "
                          "'' for none); each serves the test users as one simulated day")
+    ap.add_argument("--until", default=None, metavar="YYYY-MM-DD",
+                    help="evaluate as if the log had ended on this day (UTC, exclusive): a back-test at "
+                         "another time of the year")
     args = ap.parse_args(argv)
 
     import torch  # the main model's dependency (the ml extra)
@@ -71,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     methods = [m for m in methods if m not in excluded]
     t0 = time.perf_counter()
     data = load_dataset(args.data_dir)
+    if args.until:
+        try:
+            until = datetime.strptime(args.until, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        except ValueError:
+            print(f"--until {args.until!r} is not a date; write it as YYYY-MM-DD.", file=sys.stderr)
+            return 2
+        data = data.ending(int(until.timestamp()))
     for err in data.errors[:20]:
         print(f"rejected: {err}", file=sys.stderr)
     if len(data.errors) > 20:

@@ -93,6 +93,10 @@ class Recommender(ABC):
 
     #: Short name used in artifacts and reports.
     kind: ClassVar[str] = "base"
+    #: Parameters read only when recommending, never when fitting, with the values worth
+    #: trying: :func:`recommender.ml.evaluate.calibrate` tries each on a fitted model's
+    #: validation split (no refit) and keeps the best, unless the caller set it explicitly.
+    calibration_grid: ClassVar[dict[str, tuple[Any, ...]]] = {}
 
     def __init__(self, random_state: int | None = 0, **params: Any) -> None:
         self.random_state = random_state

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -82,6 +82,30 @@ class Dataset:
     @property
     def n_items(self) -> int:
         return self.interactions.n_items
+
+    def ending(self, until: int) -> "Dataset":
+        """The same shop as if its log had ended at ``until`` (unix seconds, exclusive).
+
+        For back-tests at other times of the year. Items and users keep their indices (one
+        with no event left is never a candidate nor a test user); ``first_seen`` is recomputed.
+        """
+        inter = self.interactions
+        n = int(np.searchsorted(inter.timestamp, until, side="left"))  # sorted by time
+        if n == 0:
+            raise ValueError(f"no event before {until} (the log starts at {int(inter.timestamp[0])}).")
+        cut = replace(
+            inter,
+            **{name: getattr(inter, name)[:n] for name in ("user", "item", "timestamp", "event_type", "weight")},
+            # per-event arrays (``value``) are cut the same way
+            extra={k: v[:n] if isinstance(v, np.ndarray) and len(v) == len(inter.user) else v
+                   for k, v in inter.extra.items()},
+        )
+        first_seen = np.full(self.n_items, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first_seen, cut.item, cut.timestamp)
+        first_seen[first_seen == np.iinfo(np.int64).max] = -1
+        when = datetime.fromtimestamp(until, timezone.utc).strftime("%Y-%m-%d")
+        return replace(self, name=f"{self.name} until {when}", interactions=cut, first_seen=first_seen,
+                       notes=[*self.notes, f"events from {when} on left out ({len(inter.user) - n:,})"])
 
     def summary(self) -> str:
         """One line: sizes, time range and number of rejected rows."""

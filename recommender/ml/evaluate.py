@@ -47,6 +47,8 @@ from .protocol import Split, temporal_split, validation_split
 
 #: Metric used to pick hyper-parameters on validation.
 TUNE_METRIC = "NDCG@10"
+#: Relative validation gain a calibrated value needs over the model's default (see :func:`calibrate`).
+CALIBRATION_TOL = 0.005
 #: Length of every evaluated list (the largest K of the metrics).
 LIST_LENGTH = 20
 #: Penalty strengths of the popularity-penalised re-rank of the best peer (its curve).
@@ -213,6 +215,13 @@ def recommend_split(model: Recommender, split: Split, k: int = LIST_LENGTH) -> n
     return ids
 
 
+def score_split(model: Recommender, split: Split) -> dict[str, float]:
+    """Every metric of a fitted model's top-20 on ``split`` (empty when it has no test users)."""
+    if len(split.users) == 0:
+        return {}
+    return evaluate_split(recommend_split(model, split), split)
+
+
 @dataclass
 class Trial:
     """One validation fit: parameters, validation metrics, seconds."""
@@ -225,6 +234,59 @@ class Trial:
 def _score(metrics: dict[str, float]) -> float:
     v = metrics.get(TUNE_METRIC, float("nan"))
     return -math.inf if v is None or math.isnan(v) else float(v)
+
+
+@dataclass
+class Calibration:
+    """What :func:`calibrate` chose and saw."""
+
+    params: dict[str, Any]  # the chosen value of each calibrated parameter
+    metrics: dict[str, float]  # the fitted model's validation metrics with those values
+    trials: list[Trial]  # one per value tried (params: that parameter alone)
+
+
+def calibrate(
+    model: Recommender,
+    split: Split,
+    *,
+    keep: Sequence[str] = (),
+    tol: float = CALIBRATION_TOL,
+    log: Callable[[str], None] = print,
+) -> Calibration:
+    """Set a fitted model's recommendation-time parameters to their best values on ``split``.
+
+    Each parameter of ``model.calibration_grid`` not named in ``keep`` is swept over its values,
+    one parameter at a time (the others at their best so far), by re-scoring the same fitted
+    model: no refit. A value replaces the current one only when its :data:`TUNE_METRIC` is more
+    than ``tol`` (relative) higher, so a flat metric keeps the model's default. The model is
+    left with the chosen values in ``model.params``.
+    """
+    t0 = time.perf_counter()
+    current = score_split(model, split)
+    seconds = time.perf_counter() - t0  # of the current values' score (paid once)
+    trials: list[Trial] = []
+    chosen: dict[str, Any] = {}
+    for name, values in type(model).calibration_grid.items():
+        if name in keep:
+            continue
+        start = model.params[name]
+        best_value, best = start, current
+        trials.append(Trial({name: start}, current, seconds))
+        seconds = 0.0
+        for value in values:
+            if value == start:
+                continue
+            t0 = time.perf_counter()
+            model.params[name] = value
+            metrics = score_split(model, split)
+            trials.append(Trial({name: value}, metrics, time.perf_counter() - t0))
+            if _score(metrics) > _score(best) * (1 + tol) + 1e-12:
+                best_value, best = value, metrics
+        model.params[name] = best_value
+        chosen[name], current = best_value, best
+        log(f"  calibrated {name}={best_value} (was {start}): val {TUNE_METRIC}={_score(best):.4f}, "
+            + ", ".join(f"{t.params[name]}: {_score(t.metrics):.4f}" for t in trials if name in t.params))
+    return Calibration(chosen, current, trials)
 
 
 def tune(
@@ -243,6 +305,7 @@ def tune(
     ``tol`` (relative), so that a flat metric does not walk to the most expensive setting.
     """
     cache: dict[str, Trial] = {}
+    swept: list[Trial] = []  # the calibration's re-scorings of each fit
 
     def trial(params: dict[str, Any]) -> Trial:
         key = json.dumps(params, sort_keys=True, default=str)
@@ -250,18 +313,25 @@ def tune(
             t0 = time.perf_counter()
             try:
                 model = method.build(random_state=random_state, **params).fit(val.train)
-                metrics = evaluate_split(recommend_split(model, val), val)
+                if type(model).calibration_grid:
+                    # Recommendation-time parameters the point does not set: chosen on the
+                    # same fit, and carried with the point into the refit.
+                    cal = calibrate(model, val, keep=list(params), log=log)
+                    metrics, chosen = cal.metrics, {**params, **cal.params}
+                    swept.extend(Trial({**params, **t.params}, t.metrics, t.seconds) for t in cal.trials)
+                else:
+                    metrics, chosen = evaluate_split(recommend_split(model, val), val), params
             except Exception as exc:  # a diverging point (NaN factors, ...) loses, it does not stop the run
                 log(f"  {method.name} {params}: failed ({type(exc).__name__}: {exc})")
-                metrics = {m: float("nan") for m in METRIC_NAMES}
-            cache[key] = Trial(params, metrics, time.perf_counter() - t0)
-            log(f"  {method.name} {params}: val {TUNE_METRIC}={metrics[TUNE_METRIC]:.4f} ({cache[key].seconds:.1f}s)")
+                metrics, chosen = {m: float("nan") for m in METRIC_NAMES}, params
+            cache[key] = Trial(chosen, metrics, time.perf_counter() - t0)
+            log(f"  {method.name} {params}: val {TUNE_METRIC}={_score(metrics):.4f} ({cache[key].seconds:.1f}s)")
         return cache[key]
 
     if method.search == "grid" or isinstance(method.grid, list):
         trials = [trial(p) for p in grid_points(method.grid)]
         best = max(trials, key=lambda t: _score(t.metrics))
-        return best.params, list(cache.values())
+        return best.params, list(cache.values()) + swept
     if method.search != "coordinate":
         raise ValueError(f"{method.name}: search={method.search!r}; use 'grid' or 'coordinate'")
     grid = {k: list(v) for k, v in method.grid.items()}
@@ -274,10 +344,10 @@ def tune(
                 t = trial({**current, name: v})
                 if _score(t.metrics) > _score(best.metrics) * (1 + tol) + 1e-12:
                     best, changed = t, True
-            current = dict(best.params)
+            current = {k: best.params[k] for k in grid}  # calibrated values are re-chosen per fit
         if not changed:
             break
-    return best.params, list(cache.values())
+    return best.params, list(cache.values()) + swept
 
 
 def edge_notes(grid: Grid, best: dict[str, Any]) -> list[str]:
@@ -386,6 +456,12 @@ class Report:
         paths["tuning"].write_text(json.dumps(tuning, indent=2, default=str) + "\n")
         plot_tradeoff(self.rows, paths["plot"], title=f"{self.dataset}: accuracy vs long-tail exposure")
         return paths
+
+
+def json_metrics(metrics: dict[str, float]) -> dict[str, float | None]:
+    """Metrics for JSON storage: an undefined one (NaN, e.g. ColdHit@20 on a split without new
+    items) or an infinite one as None, as JSON (and PostgreSQL's jsonb) has no NaN."""
+    return {name: _json_num(v) for name, v in metrics.items()}
 
 
 def _json_num(v) -> float | None:
@@ -524,6 +600,7 @@ def run(
         row = Row(method.name, best, metrics, fit_s, tune_s, val_best, edge_notes(method.grid, best))
         log(f"{method.name}: best {best} -> test NDCG@10={metrics['NDCG@10']:.4f} (fit {fit_s:.1f}s, tuning {tune_s:.0f}s)")
         rows.append(row)
+        rows.extend(_uncalibrated_rows(method, model, row, split, random_state))
         fitted[method.name] = (method, model, row)
         if method.curve is not None and method.curve_fn is not None:
             rows.extend(_curve_rows(method, model, row, split))
@@ -549,6 +626,28 @@ def run(
         trials=trials,
         seconds=time.perf_counter() - t_start,
     )
+
+
+def _uncalibrated_rows(method: Method, model: Recommender, row: Row, split: Split, random_state: int) -> list[Row]:
+    """A row for the same fit with its calibrated parameters at the model's defaults, when the
+    calibration moved any: what choosing them on validation changed on the test split."""
+    explicit = {k for point in grid_points(method.grid) for k in point}  # set, not calibrated
+    grid = {k: v for k, v in type(model).calibration_grid.items() if k not in explicit}
+    if not grid:
+        return []
+    plain = method.build(random_state=random_state, **{k: v for k, v in row.params.items() if k not in grid})
+    defaults = {k: plain.params[k] for k in grid if k in row.params and plain.params[k] != row.params[k]}
+    if not defaults:
+        return []
+    chosen = {k: model.params[k] for k in defaults}
+    model.params.update(defaults)
+    try:
+        metrics = evaluate_split(recommend_split(model, split), split)
+    finally:
+        model.params.update(chosen)
+    label = ", ".join(f"{k}={v}" for k, v in defaults.items())
+    return [Row(f"{method.name}, uncalibrated ({label})", {**row.params, **defaults}, metrics, row.fit_s,
+                notes=[f"the same fit with {label} (the default) instead of the value chosen on validation"])]
 
 
 def _curve_rows(method: Method, model: Recommender, base_row: Row, split: Split) -> list[Row]:

@@ -211,7 +211,9 @@ class HybridSequentialModel(Recommender):
     new_item_boost : added to every user's weight on the "new product" flag at serving time.
         Trained weights under-rate new products in a shop that launches its seasonal range
         near the end of the log (Online Retail in autumn); 2.0 was best on validation there
-        for both NDCG@10 and ColdHit@20 (validation sweep recorded in bench/experiments/HYBRID_NOTES.md)
+        for both NDCG@10 and ColdHit@20 (validation sweep recorded in bench/experiments/HYBRID_NOTES.md).
+        It is the default; unless set explicitly it is calibrated per shop on validation
+        (``calibration_grid``)
     n_threads : torch threads while fitting and encoding. One is the fastest here: the ops
         are small, and on all of Online Retail a fit took 92 s with 1 thread but 342 s wall
         (357 CPU s) with 2 on a shared 2-core machine
@@ -237,6 +239,11 @@ class HybridSequentialModel(Recommender):
     #: validation optimum recorded in bench/experiments/HYBRID_NOTES.md; each grid point costs a fit.
     param_grid: ClassVar[list[dict[str, Any]]] = [{}]
     param_search: ClassVar[str] = "grid"
+    #: Chosen per shop on the validation fit, no refit (``evaluate.calibrate``; the training
+    #: pipeline and the harness both do): how much a shop's new products sell differs by shop.
+    calibration_grid: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "new_item_boost": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0),
+    }
 
     defaults: ClassVar[dict[str, Any]] = {
         "dim": 64,

@@ -22,8 +22,7 @@ from django.utils import timezone
 
 from ..conf import settings as rec_settings
 from ..features.snapshot import Snapshot, load_snapshot
-from ..ml import analysis, processing, protocol, segments
-from ..ml import metrics as ml_metrics
+from ..ml import analysis, evaluate, processing, protocol, segments
 from ..ml.base import Recommender
 from ..ml.projection import identity_projection, save_projection
 from ..models import InterestSegment, ModelVersion, TrainingRun, UserSegment
@@ -72,13 +71,6 @@ class RunReporter:
         TrainingRun.objects.filter(pk=self.run.pk).update(
             stage=self.run.stage, progress=self.run.progress, log=self.run.log, heartbeat_at=self.run.heartbeat_at
         )
-
-
-def _validation_metrics(model: Recommender, split: protocol.Split) -> dict[str, float]:
-    if len(split.users) == 0:
-        return {}
-    ids, _ = model.recommend(split.users, 20, exclude=split.exclude, candidates=split.candidates)
-    return ml_metrics.evaluate_split(ids, split)
 
 
 def _write_artifact(path: Path, model: Recommender, snap: Snapshot, meta: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -193,6 +185,8 @@ def _train_locked(run: TrainingRun) -> TrainingRun:
     if run.attempts > 1:
         report("restart", 0.0, f"attempt {run.attempts} (the previous attempt did not finish)")
     timings: dict[str, float] = {}
+    path: Path | None = None  # the artifact folder, once written
+    version: ModelVersion | None = None
     try:
         params = {**rec_settings.TRAINING_PARAMS, **(run.params or {})}
         kind = params.pop("kind", MODEL_KINDS[0])
@@ -227,8 +221,16 @@ def _train_locked(run: TrainingRun) -> TrainingRun:
         except ValueError as exc:
             raise TrainingError(f"Cannot make a validation split: {exc}. More history is needed.") from exc
         candidate = make_model(kind, seed, params).fit(split.train)
-        val = _validation_metrics(candidate, split)
-        baseline = _validation_metrics(make_model("most-popular", seed, {}).fit(split.train), split)
+        # Recommendation-time parameters not set explicitly are chosen for this shop on the
+        # same fit (no refit), then used for the refit below.
+        cal = evaluate.calibrate(candidate, split, keep=list(params), log=lambda line: None)
+        val, params = cal.metrics, {**params, **cal.params}
+        if cal.params:
+            report("validate", 0.5, "calibrated on validation: " + "; ".join(
+                f"{name}={value} (NDCG@10 " + ", ".join(
+                    f"{t.params[name]}: {t.metrics.get('NDCG@10', 0):.4f}" for t in cal.trials if name in t.params
+                ) + ")" for name, value in cal.params.items()))
+        baseline = evaluate.score_split(make_model("most-popular", seed, {}).fit(split.train), split)
         timings["validation_s"] = time.perf_counter() - t0
         report("validate", 0.55, f"NDCG@10 {val.get('NDCG@10', 0):.4f} vs popularity {baseline.get('NDCG@10', 0):.4f} ({split.describe()})")
 
@@ -254,8 +256,12 @@ def _train_locked(run: TrainingRun) -> TrainingRun:
         version = ModelVersion.objects.create(
             name=name, kind=kind, status=ModelVersion.Status.READY, artifact_path=str(path),
             params={**params, "random_state": seed},
-            metrics={"validation": val, "validation_popularity": baseline, "cleaning": cleaning.as_dict(),
-                     "behaviour": behaviour},
+            metrics={"validation": evaluate.json_metrics(val),
+                     "validation_popularity": evaluate.json_metrics(baseline),
+                     "cleaning": cleaning.as_dict(), "behaviour": behaviour,
+                     "calibration": {"chosen": cal.params, "tried": [
+                         {**t.params, **evaluate.json_metrics({"NDCG@10": t.metrics.get("NDCG@10")})}
+                         for t in cal.trials]}},
             timings=timings, data_from=since, data_to=until,
         )
         if segs is not None:
@@ -273,6 +279,10 @@ def _train_locked(run: TrainingRun) -> TrainingRun:
             report("gate", 1.0, f"not activated: {why}; the active version stays")
         TrainingRun.objects.filter(pk=run.pk).update(status=status, model_version=version, finished_at=timezone.now(), progress=1.0)
     except Exception as exc:
+        if path is not None and version is None:
+            # No version row names it: neither the folder nor a half-written one stays.
+            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(path.with_name(f".tmp-{path.name}"), ignore_errors=True)
         message = str(exc) if isinstance(exc, TrainingError) else f"{type(exc).__name__}: {exc}"
         report("failed", run.progress, message)
         TrainingRun.objects.filter(pk=run.pk).update(

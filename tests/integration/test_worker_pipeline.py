@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ from recommender.features.embeddings import dirty_items
 from recommender.ingestion.events import do_write_events
 from recommender.ingestion.items import do_write_items
 from recommender.ingestion.validation import validate_events, validate_items
+from recommender.ml.evaluate import CALIBRATION_TOL
 from recommender.models import Item, ItemEmbedding, ModelVersion, TrainingRun, UserSegment
 from recommender.tasks import embed_items, train_model
 from recommender.training.pipeline import do_queue_training, do_train
@@ -86,6 +87,60 @@ def test_worker_embeds_items_then_trains_and_activates_a_model(tmp_path):
     assert sum(s.size for s in segments) == UserSegment.objects.filter(model_version=version).count()
     assert version.metrics["cleaning"]["n_input"] >= version.metrics["cleaning"]["n_output"] > 0
     assert version.metrics["behaviour"]["event_types"]["purchase"] > 0
+    # and the new-product boost (not set in the run's params) was chosen for this shop on the
+    # validation fit, and the refit used it
+    from recommender.ml.hybrid import HybridSequentialModel
+
+    chosen = version.metrics["calibration"]["chosen"]["new_item_boost"]
+    assert chosen in HybridSequentialModel.calibration_grid["new_item_boost"]
+    assert version.params["new_item_boost"] == chosen and f"new_item_boost={chosen}" in run.log
+    tried = version.metrics["calibration"]["tried"]
+    assert len(tried) == len(HybridSequentialModel.calibration_grid["new_item_boost"])
+    best = max(t["NDCG@10"] for t in tried)  # kept unless another value is more than tol better
+    assert best * (1 - CALIBRATION_TOL) - 1e-6 <= version.metrics["validation"]["NDCG@10"] <= best + 1e-6
+
+
+def test_a_shop_without_new_items_trains_and_keeps_its_undefined_metrics_as_null():
+    # given a shop whose every item sold before the validation window: no new items there,
+    # so ColdHit@20 is undefined (NaN), which PostgreSQL's jsonb cannot hold
+    now = datetime.now(timezone.utc)
+    do_write_items(validate_items([{"item_id": f"i{i}", "title": f"Item {i}"} for i in range(12)])[0])
+    events = [
+        {"user_id": f"u{u}", "item_id": f"i{(u + step) % 12}", "event_type": "purchase",
+         "timestamp": (now - timedelta(days=days)).isoformat()}
+        for u in range(40) for step, days in enumerate((90, 60, 10, 3))
+    ]
+    clean, errors = validate_events(events)
+    assert not errors
+    do_write_events(clean)
+    # when a model is trained
+    run = do_train(do_queue_training("test", params={"kind": "most-popular"}, force=True).pk)
+    # then it succeeds, and the undefined metric is stored as null beside the defined ones
+    assert run.status == "succeeded", run.log + run.error
+    val = run.model_version.metrics["validation"]
+    assert val["ColdHit@20"] is None and val["NDCG@10"] > 0
+
+
+def test_a_run_that_fails_after_writing_its_artifact_leaves_no_folder(monkeypatch, tmp_path):
+    from recommender.training import pipeline
+
+    seed_small_shop(n_items=60, n_users=30, weeks=4)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    # given a step after the artifact write that fails
+    monkeypatch.setattr(pipeline, "_fit_segments", broken)
+    run = do_queue_training("test", params={"kind": "most-popular"}, force=True)
+    with pytest.raises(RuntimeError, match="disk full"):
+        do_train(run.pk)
+    # then the run failed, saying why, and no artifact folder (nor a temporary one) is left
+    run.refresh_from_db()
+    assert run.status == "failed" and "disk full" in run.error
+    assert "writing artifact" in run.log
+    assert not ModelVersion.objects.exists()
+    artifacts = tmp_path / "artifacts"
+    assert not artifacts.exists() or not list(artifacts.iterdir())
 
 
 def test_two_trainings_never_run_at_once():

@@ -106,6 +106,26 @@ def test_good_rows_are_loaded_sorted_by_time_with_weights(folder):
     assert by_type[EVENT_CODES["view"]] == 1.0 and by_type[EVENT_CODES["click"]] == 2.0
 
 
+def test_a_dataset_ending_earlier_keeps_the_indices_and_cuts_every_event_array(folder):
+    ds = load_interchange(folder)
+    # exclusive: u1's purchase and u2's add to cart (14:00+02:00) at 12:00 UTC are cut
+    until = _ts("2024-05-01T12:00:00")
+    cut = ds.ending(until)
+    inter, full = cut.interactions, ds.interactions
+    assert (inter.timestamp < until).all() and len(inter.user) == (full.timestamp < until).sum() == 2
+    assert inter.n_items == full.n_items and inter.n_users == full.n_users
+    assert list(cut.item_ids) == list(ds.item_ids) and list(cut.titles) == list(ds.titles)
+    for name in ("user", "item", "event_type", "weight"):
+        assert len(getattr(inter, name)) == 2
+    assert len(inter.extra["value"]) == 2 and len(full.extra["value"]) == 6
+    a2, a5 = list(ds.item_ids).index("A2"), list(ds.item_ids).index("A5")
+    assert cut.first_seen[a2] == ds.first_seen[a2] == _ts("2024-05-01T11:00:00")
+    assert cut.first_seen[a5] == -1 and ds.first_seen[a5] == until, "first seen again from the cut"
+    assert "until 2024-05-01" in cut.name
+    with pytest.raises(ValueError, match="no event before"):
+        ds.ending(_ts("2020-01-01T00:00:00"))
+
+
 def test_item_metadata_is_aligned_with_the_item_index(folder):
     ds = load_interchange(folder)
     i = {iid: k for k, iid in enumerate(ds.item_ids)}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,101 @@ def test_a_failing_grid_point_loses_instead_of_stopping_the_run(dataset):
     assert best == {"quality": 0.3} and len(trials) == 2
 
 
+class Tunable(Spy):
+    """Spy whose noise is added when recommending, by ``shift`` (best at 0.3): a calibration
+    parameter. ``quality`` still acts at fit time."""
+
+    kind = "tunable-for-tests"
+    calibration_grid = {"shift": (0.0, 0.3, 1.0)}
+
+    def __init__(self, random_state=0, shift: float = 1.0, **params: Any):
+        super().__init__(random_state, **params)
+        self.params["shift"] = shift
+
+    def fit(self, data: Interactions):
+        super().fit(data)
+        pop = np.bincount(data.item, minlength=data.n_items).astype(np.float32)
+        self.noise_ = np.random.default_rng(0).random(data.n_items).astype(np.float32) * pop.max()
+        return self
+
+    def recommend(self, users, k=10, *, exclude=None, candidates=None):
+        from recommender.ml.base import filter_scores
+
+        scores = self.scores_ + abs(self.params["shift"] - 0.3) * 10 * self.noise_
+        sc = np.tile(scores, (len(users), 1))
+        filter_scores(sc, exclude, candidates)
+        return topk(sc, k)
+
+
+@pytest.fixture
+def val(dataset):
+    from recommender.ml.protocol import temporal_split, validation_split
+
+    return validation_split(temporal_split(dataset.interactions))
+
+
+def test_calibrate_picks_the_best_value_on_the_fitted_model_without_refitting(val):
+    Spy.fits = []
+    model = Tunable(quality=0.3).fit(val.train)
+    cal = E.calibrate(model, val, log=lambda s: None)
+    assert len(Spy.fits) == 1, "calibration re-scores the fitted model; it never refits"
+    assert cal.params == {"shift": 0.3} and model.params["shift"] == 0.3
+    assert E.json_metrics(cal.metrics) == E.json_metrics(E.score_split(model, val))
+    assert sorted(t.params["shift"] for t in cal.trials) == [0.0, 0.3, 1.0]
+    noisy = next(t for t in cal.trials if t.params["shift"] == 1.0)
+    assert noisy.metrics["NDCG@10"] < cal.metrics["NDCG@10"], "the values differ on this split"
+
+
+def test_calibrate_keeps_what_the_caller_set_and_a_default_the_metric_cannot_tell_apart(val):
+    model = Tunable(quality=0.3, shift=1.0).fit(val.train)
+    cal = E.calibrate(model, val, keep=["shift"], log=lambda s: None)
+    assert cal.params == {} and model.params["shift"] == 1.0 and cal.trials == []
+
+    class Inert(Tunable):
+        kind = "inert-for-tests"
+        calibration_grid = {"unused": (0.0, 1.0, 2.0)}
+
+        def __init__(self, random_state=0, unused: float = 1.0, **params: Any):
+            super().__init__(random_state, **params)
+            self.params["unused"] = unused
+
+    inert = Inert(quality=0.3, shift=0.3, unused=2.0).fit(val.train)
+    assert E.calibrate(inert, val, log=lambda s: None).params == {"unused": 2.0}
+
+
+def test_tuning_carries_the_calibrated_value_into_the_refit(dataset, val):
+    best, trials = E.tune(E.Method("t", Tunable, {"quality": [0.0, 0.3]}), val, log=lambda s: None)
+    assert best == {"quality": 0.3, "shift": 0.3}
+    assert len([t for t in trials if set(t.params) == {"quality", "shift"}]) == 2 + 2 * 3
+    # a grid point that sets the calibration parameter itself is not calibrated (nor has an
+    # "uncalibrated" row)
+    fixed, _ = E.tune(E.Method("t", Tunable, {"shift": [1.0]}), val, log=lambda s: None)
+    assert fixed == {"shift": 1.0}
+    E.register(E.Method("set", Tunable, {"shift": [0.0]}))
+    try:
+        report = E.run(dataset, ["set"], rerank_alphas=None, log=lambda s: None)
+    finally:
+        E.REGISTRY.pop("set")
+    assert [r.name for r in report.rows] == ["set"] and report.rows[0].params == {"shift": 0.0}
+    E.register(E.Method("tunable", Tunable, {"quality": [0.3]}))
+    try:
+        report = E.run(dataset, ["tunable"], rerank_alphas=None, log=lambda s: None)
+    finally:
+        E.REGISTRY.pop("tunable")
+    assert report.rows[0].params == {"quality": 0.3, "shift": 0.3}
+    # and the same fit with the default shows on the test split what the calibration changed
+    plain = report.rows[1]
+    assert plain.name == "tunable, uncalibrated (shift=1.0)" and plain.params["shift"] == 1.0
+    assert plain.metrics["NDCG@10"] < report.rows[0].metrics["NDCG@10"]
+    assert len(report.rows) == 2
+
+
+def test_json_metrics_store_undefined_values_as_null():
+    assert E.json_metrics({"NDCG@10": 0.25, "ColdHit@20": float("nan"), "x": float("inf")}) == {
+        "NDCG@10": 0.25, "ColdHit@20": None, "x": None,
+    }
+
+
 def test_edge_notes_flag_best_values_at_the_ends_of_numeric_lists():
     grid = {"l2": [1, 10, 100], "k": [5, 10], "kind": ["a", "b", "c"]}
     assert E.edge_notes(grid, {"l2": 100, "k": 5, "kind": "a"}) == ["l2=100 is on the edge of [1, 10, 100]"]
@@ -172,6 +268,22 @@ def test_bench_script_evaluates_an_interchange_folder(tmp_path):
     results = json.loads((tmp_path / "copy.json").read_text())
     assert {"MostPopular", "EASE"} <= set(results)
     assert (out / "ndcg_vs_aplt.png").exists() and (out / "results.md").exists()
+    # --until evaluates as if the log had ended earlier; a date it cannot read is refused
+    last = datetime.fromtimestamp(int(inter.timestamp[-1]), timezone.utc)
+    until = (last - timedelta(days=20)).strftime("%Y-%m-%d")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "offline_eval.py"), "--data-dir", str(data), "--out", str(out),
+         "--methods", "MostPopular", "--until", until],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"until {until}" in proc.stdout and f"-> {until}" not in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "offline_eval.py"), "--data-dir", str(data), "--out", str(out),
+         "--methods", "MostPopular", "--until", "last week"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2 and "YYYY-MM-DD" in proc.stderr
 
 
 def test_exposure_policy_rows_of_the_projects_own_model(dataset, tmp_path):

@@ -201,3 +201,27 @@ def test_unfitted_model_says_so(name):
     model = FACTORIES[name](0)
     with pytest.raises(RuntimeError, match="fit"):
         model.recommend(np.array([0]), k=3)
+
+
+#: Models with recommendation-time parameters that ``evaluate.calibrate`` sets after fitting.
+CALIBRATED = sorted(n for n in FACTORIES if type(FACTORIES[n](0)).calibration_grid)
+
+
+@pytest.mark.parametrize("name", CALIBRATED, scope="module")
+def test_calibration_parameters_are_only_read_when_recommending(name, fitted, synthetic):
+    # Calibration sets them on a model fitted with other values: that must give exactly the
+    # lists of a model fitted with them, or the calibrated value would not be what is served.
+    data, _ = synthetic
+    users = np.arange(data.n_users)
+    for param, values in type(fitted).calibration_grid.items():
+        start = fitted.params[param]
+        for value in [v for v in values if v != start][:2]:
+            refit = type(fitted)(random_state=0, **{**fitted.params, param: value}).fit(data)
+            fitted.params[param] = value
+            try:
+                a_ids, a_sc = fitted.recommend(users, k=10)
+            finally:
+                fitted.params[param] = start
+            b_ids, b_sc = refit.recommend(users, k=10)
+            np.testing.assert_array_equal(a_ids, b_ids)
+            np.testing.assert_allclose(a_sc, b_sc, rtol=1e-5)
