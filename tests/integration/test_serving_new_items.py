@@ -28,7 +28,10 @@ from tests.conftest import require_postgres
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
-PARAMS = {"dim": 32, "n_layers": 1, "n_heads": 1, "epochs": 3, "n_models": 1, "max_len": 20, "batch_size": 128}
+# new_item_boost set explicitly, so not calibrated: these tests are about how a new item is
+# placed and served with the product's default boost, not about what this tiny shop prefers.
+PARAMS = {"dim": 32, "n_layers": 1, "n_heads": 1, "epochs": 3, "n_models": 1, "max_len": 20, "batch_size": 128,
+          "new_item_boost": 2.0}
 
 
 @pytest.fixture
