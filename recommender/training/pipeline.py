@@ -223,13 +223,9 @@ def _train_locked(run: TrainingRun) -> TrainingRun:
         candidate = make_model(kind, seed, params).fit(split.train)
         # Recommendation-time parameters not set explicitly are chosen for this shop on the
         # same fit (no refit), then used for the refit below.
-        cal = evaluate.calibrate(candidate, split, keep=list(params), log=lambda line: None)
+        cal = evaluate.calibrate(candidate, split, keep=list(params),
+                                 log=lambda line: report("validate", 0.5, line.strip()))
         val, params = cal.metrics, {**params, **cal.params}
-        if cal.params:
-            report("validate", 0.5, "calibrated on validation: " + "; ".join(
-                f"{name}={value} (NDCG@10 " + ", ".join(
-                    f"{t.params[name]}: {t.metrics.get('NDCG@10', 0):.4f}" for t in cal.trials if name in t.params
-                ) + ")" for name, value in cal.params.items()))
         baseline = evaluate.score_split(make_model("most-popular", seed, {}).fit(split.train), split)
         timings["validation_s"] = time.perf_counter() - t0
         report("validate", 0.55, f"NDCG@10 {val.get('NDCG@10', 0):.4f} vs popularity {baseline.get('NDCG@10', 0):.4f} ({split.describe()})")
