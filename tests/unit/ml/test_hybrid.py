@@ -266,3 +266,20 @@ def test_similarity_mask_drops_exactly_the_trend_columns(model):
     start = model._item_table.shape[1]
     assert dropped.tolist() == list(range(start, start + model._item_feat.shape[1]))
     np.testing.assert_array_equal(vecs[:, dropped], model._item_feat)
+
+
+def test_the_warmup_takes_at_most_a_tenth_of_a_short_log(synthetic):
+    from recommender.ml.hybrid import DAY, WARMUP_MAX_SHARE
+
+    data, _ = synthetic  # 120 days: a tenth is 12 days
+    m = HybridSequentialModel(random_state=0, **{**FAST, "warmup_days": 30})
+    m.n_items = data.n_items
+    m._prepare(data)
+    tenth = WARMUP_MAX_SHARE * (m._t_end - m._t_start)
+    assert 11 * DAY < tenth < 13 * DAY
+    cuts = m._examples(np.random.default_rng(0))[1]
+    assert cuts.min() >= m._t_start + tenth and cuts.min() < m._t_start + 30 * DAY
+    # a warmup shorter than a tenth of the log is kept as asked
+    m.params["warmup_days"] = 5
+    cuts = m._examples(np.random.default_rng(0))[1]
+    assert m._t_start + 5 * DAY <= cuts.min() < m._t_start + tenth
