@@ -100,9 +100,7 @@ class Dataset:
             extra={k: v[:n] if isinstance(v, np.ndarray) and len(v) == len(inter.user) else v
                    for k, v in inter.extra.items()},
         )
-        first_seen = np.full(self.n_items, np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(first_seen, cut.item, cut.timestamp)
-        first_seen[first_seen == np.iinfo(np.int64).max] = -1
+        first_seen = _first_seen(cut)
         when = datetime.fromtimestamp(until, timezone.utc).strftime("%Y-%m-%d")
         return replace(self, name=f"{self.name} until {when}", interactions=cut, first_seen=first_seen,
                        notes=[*self.notes, f"events from {when} on left out ({len(inter.user) - n:,})"])
@@ -123,6 +121,14 @@ class Dataset:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _first_seen(inter: Interactions) -> np.ndarray:
+    """(n_items,) int64 unix seconds of each item's first event, -1 for an item with none."""
+    first = np.full(inter.n_items, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, inter.item, inter.timestamp)
+    first[first == np.iinfo(np.int64).max] = -1
+    return first
 
 
 def _event_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
@@ -181,9 +187,7 @@ def _build(
         item_ids=item_ids,
         extra={"value": value[order].astype(np.float32)},
     )
-    first_seen = np.full(n_items, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first_seen, inter.item, ts)
-    first_seen[first_seen == np.iinfo(np.int64).max] = -1
+    first_seen = _first_seen(inter)
     return Dataset(
         name=name,
         interactions=inter,
